@@ -1,0 +1,7 @@
+//! Identity: accounts, password sign-in, sessions for pages, bearer tokens for the API.
+
+pub mod api;
+pub mod pages;
+pub mod password;
+pub mod service;
+pub mod store;

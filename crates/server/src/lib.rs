@@ -1,0 +1,159 @@
+//! Clipcart's server: storage, services and HTTP, one folder per capability
+//! (see docs/architecture.md). `build_state` wires the parts; `router` assembles the routes;
+//! `serve` runs them until shutdown.
+
+pub mod catalog;
+pub mod demo;
+pub mod finance;
+pub mod identity;
+pub mod onboarding;
+pub mod orders;
+pub mod payments;
+pub mod platform;
+pub mod state;
+
+use crate::identity::password::PasswordHasher;
+use crate::payments::testpay::TestProcessor;
+use crate::platform::clock::SharedClock;
+use crate::platform::config::Config;
+use crate::platform::db::Db;
+use crate::platform::http::{csrf, error, idempotency, middleware};
+use crate::state::{AppState, Inner};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Router, middleware as mw};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Connects, migrates and wires the application state.
+pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
+    let db = Db::connect(&config.database_url, config.max_connections).await?;
+    db.migrate().await?;
+    let fingerprint_key = platform::secrets::get_or_create(&db, "testpay_fingerprint").await?;
+    let testpay = Arc::new(TestProcessor::new(
+        db.clone(),
+        clock.clone(),
+        fingerprint_key,
+    ));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let hasher = PasswordHasher::new(cores, Duration::from_secs(2))?;
+    let secure = config.cookies_can_be_secure();
+    if !secure {
+        tracing::warn!(public_url = %config.public_url, "public URL is plain HTTP on a non-loopback host: cookies are not marked Secure; put Clipcart behind HTTPS");
+    }
+    Ok(AppState::new(Inner {
+        db,
+        clock,
+        hasher,
+        payments: testpay.clone(),
+        testpay: Some(testpay),
+        session_cookie: if secure {
+            "__Host-clipcart_session"
+        } else {
+            "clipcart_session"
+        },
+        csrf_cookie: if secure {
+            "__Host-clipcart_csrf"
+        } else {
+            "clipcart_csrf"
+        },
+        secure_cookies: secure,
+        config,
+    }))
+}
+
+/// The JSON API under `/api/v1` and its OpenAPI document.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(platform::openapi::ApiDoc::openapi())
+        .merge(identity::api::router())
+        .merge(onboarding::api::router())
+        .merge(catalog::api::router())
+        .merge(orders::api::router())
+        .split_for_parts();
+    let router = router
+        .fallback(error::api_not_found)
+        .layer(mw::from_fn_with_state(state.clone(), idempotency::layer));
+    (router, doc)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api(&state);
+    let doc_json = Arc::new(doc.to_pretty_json().unwrap_or_default());
+    let ops = Arc::new(platform::openapi::operations(&doc));
+    let pages = Router::new()
+        .merge(identity::pages::router())
+        .merge(onboarding::pages::router())
+        .merge(catalog::pages::router())
+        .merge(orders::pages::router())
+        .merge(payments::testpay::router())
+        .route(
+            "/docs/api",
+            get(move || {
+                let ops = ops.clone();
+                async move { platform::openapi::docs_page(&ops) }
+            }),
+        )
+        .route(
+            "/docs/problems",
+            get(|| async { platform::openapi::problems_page() }),
+        )
+        .layer(mw::from_fn_with_state(state.clone(), csrf::layer));
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let d = doc_json.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        d.as_ref().clone(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/assets/{name}", get(platform::assets::serve))
+        .merge(pages)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(mw::from_fn(middleware::security_headers))
+        .layer(mw::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = state.db.clone();
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    db.close().await;
+    Ok(())
+}

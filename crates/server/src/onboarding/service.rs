@@ -1,0 +1,137 @@
+//! Onboarding use cases: apply (seller), review (admin).
+
+use super::store::{self, ShopRow};
+use crate::platform::http::auth::Principal;
+use crate::platform::http::{AppError, AppResult};
+use crate::state::AppState;
+use clipcart_domain::identity::Role;
+use clipcart_domain::onboarding::{self as rules, AddressInput, ApplicationInput, ShopStatus};
+use clipcart_domain::page::{Cursor, PageRequest};
+use clipcart_domain::{DomainError, ids};
+
+pub async fn apply(
+    state: &AppState,
+    p: &Principal,
+    input: &ApplicationInput,
+) -> AppResult<ShopRow> {
+    p.require(Role::Seller)?;
+    let app = input.parse()?;
+    let address_json = serde_json::to_string(&AddressInput {
+        line1: app.address.line1,
+        line2: app.address.line2,
+        city: app.address.city,
+        postal_code: app.address.postal_code,
+        country: app.address.country,
+    })
+    .map_err(|e| AppError::Internal(e.into()))?;
+    let shop = ShopRow {
+        id: ids::new_id(ids::SHOP),
+        owner_user_id: p.user_id.clone(),
+        name: app.business_name,
+        seller_type: app.seller_type.as_str().into(),
+        status: ShopStatus::Submitted.as_str().into(),
+        currency: app.currency.code().into(),
+        tax_id: app.tax_id,
+        address_json,
+        created_at: state.now_ms(),
+        decided_at: None,
+        decision_reason: None,
+    };
+    if !store::insert(&state.db.write, &shop).await? {
+        return Err(DomainError::Conflict(
+            "you have already applied; one shop per seller account".into(),
+        )
+        .into());
+    }
+    tracing::info!(shop_id = %shop.id, user_id = %p.user_id, "seller application submitted");
+    Ok(shop)
+}
+
+pub async fn my_shop(state: &AppState, p: &Principal) -> AppResult<Option<ShopRow>> {
+    p.require(Role::Seller)?;
+    Ok(store::by_owner(&state.db.read, &p.user_id).await?)
+}
+
+pub struct ShopPage {
+    pub items: Vec<ShopRow>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn list_applications(
+    state: &AppState,
+    p: &Principal,
+    status: &str,
+    page: &PageRequest,
+) -> AppResult<ShopPage> {
+    p.require(Role::Admin)?;
+    let status = ShopStatus::parse(status)
+        .map_err(|_| DomainError::invalid("status", "unknown shop status"))?;
+    let mut items = store::list_by_status(&state.db.read, status.as_str(), page).await?;
+    let next_cursor = if items.len() > page.limit as usize {
+        items.truncate(page.limit as usize);
+        items.last().map(|s| {
+            Cursor {
+                key: s.created_at,
+                id: s.id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(ShopPage { items, next_cursor })
+}
+
+pub async fn decide(
+    state: &AppState,
+    p: &Principal,
+    shop_id: &str,
+    approve: bool,
+    reason: &str,
+) -> AppResult<ShopRow> {
+    p.require(Role::Admin)?;
+    let reason = reason.trim();
+    if !approve && (reason.is_empty() || reason.chars().count() > 1000) {
+        return Err(
+            DomainError::invalid("reason", "tell the seller why (1 to 1000 characters)").into(),
+        );
+    }
+    let shop = store::by_id(&state.db.read, shop_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let current = ShopStatus::parse(&shop.status)?;
+    let next = rules::decide(current, approve)?;
+    if !store::decide(
+        &state.db.write,
+        shop_id,
+        current.as_str(),
+        next.as_str(),
+        &p.user_id,
+        reason,
+        state.now_ms(),
+    )
+    .await?
+    {
+        return Err(DomainError::Conflict("the application was decided meanwhile".into()).into());
+    }
+    tracing::info!(shop_id, admin = %p.user_id, decision = next.as_str(), "seller application decided");
+    Ok(store::by_id(&state.db.read, shop_id)
+        .await?
+        .ok_or(DomainError::NotFound)?)
+}
+
+/// The shop of an active seller, or the reason it cannot sell.
+pub async fn selling_shop(state: &AppState, p: &Principal) -> AppResult<ShopRow> {
+    let shop_id = p.seller_shop()?;
+    let shop = store::by_id(&state.db.read, shop_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(shop)
+}
+
+/// Shows only the last four characters of an identifier (tax ids, account numbers).
+pub fn mask_last4(s: &str) -> String {
+    let n = s.chars().count();
+    let tail: String = s.chars().skip(n.saturating_sub(4)).collect();
+    format!("••••{tail}")
+}

@@ -1,0 +1,43 @@
+//! The application state shared by every handler.
+
+use crate::identity::password::PasswordHasher;
+use crate::payments::PaymentProvider;
+use crate::platform::clock::SharedClock;
+use crate::platform::config::Config;
+use crate::platform::db::Db;
+use std::ops::Deref;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub config: Config,
+    pub hasher: PasswordHasher,
+    pub payments: Arc<dyn PaymentProvider>,
+    /// The built-in test processor's own endpoints, when it is the provider.
+    pub testpay: Option<Arc<crate::payments::testpay::TestProcessor>>,
+    /// `__Host-` prefixed when the cookie can be Secure (see `Config::cookies_can_be_secure`).
+    pub session_cookie: &'static str,
+    pub csrf_cookie: &'static str,
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
