@@ -1,0 +1,10 @@
+//! Clipcart's integration suite: one binary, every test against a real server on a random port
+//! with a fresh database, on SQLite and on PostgreSQL.
+
+mod support;
+mod support_dump;
+
+mod concurrency;
+mod identity;
+mod platform;
+mod sale;
