@@ -22,7 +22,7 @@ impl Cursor {
 
     pub fn decode(text: &str) -> Result<Self, DomainError> {
         let bad = || DomainError::invalid("cursor", "the cursor is not one this API returned");
-        if text.len() % 2 != 0 || text.len() > 200 {
+        if !text.len().is_multiple_of(2) || text.len() > 200 {
             return Err(bad());
         }
         let bytes: Result<Vec<u8>, _> = (0..text.len())

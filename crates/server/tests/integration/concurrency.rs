@@ -9,7 +9,9 @@ on_both_databases!(fifty_buyers_race_for_the_last_ten_units);
 async fn fifty_buyers_race_for_the_last_ten_units(app: TestApp) {
     let admin = app.admin().await;
     let seller = app.active_seller(&admin, "Flash Shop").await;
-    let product = app.live_product(&seller, "Limited sneaker", &[(&[], 9900, 10)]).await;
+    let product = app
+        .live_product(&seller, "Limited sneaker", &[(&[], 9900, 10)])
+        .await;
     let pid = product["id"].as_str().expect("id").to_string();
     let vid = variant_id(&product, 0);
 
@@ -29,7 +31,13 @@ async fn fifty_buyers_race_for_the_last_ten_units(app: TestApp) {
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
             start.wait().await;
-            http.post(url).bearer_auth(&buyer.token).json(&checkout_body(&token)).send().await.expect("sent").status()
+            http.post(url)
+                .bearer_auth(&buyer.token)
+                .json(&checkout_body(&token))
+                .send()
+                .await
+                .expect("sent")
+                .status()
         }));
     }
     let mut created = 0;
@@ -49,16 +57,32 @@ async fn fifty_buyers_race_for_the_last_ten_units(app: TestApp) {
         .await
         .expect("count");
     assert_eq!(orders, 10);
-    let sold: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_lines WHERE variant_id = $1")
-        .bind(&vid)
-        .fetch_one(&app.state.db.read)
-        .await
-        .expect("sum");
+    let sold: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_lines WHERE variant_id = $1",
+    )
+    .bind(&vid)
+    .fetch_one(&app.state.db.read)
+    .await
+    .expect("sum");
     assert_eq!(sold, 10, "units sold equal the stock there was");
-    let captured: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'captured'").fetch_one(&app.state.db.read).await.expect("count");
+    let captured: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'captured'")
+            .fetch_one(&app.state.db.read)
+            .await
+            .expect("count");
     // Losers either saw "sold out" before paying or had their authorisation voided: none is left
     // holding money on a card.
-    let hanging: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'authorized'").fetch_one(&app.state.db.read).await.expect("count");
+    let hanging: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'authorized'",
+    )
+    .fetch_one(&app.state.db.read)
+    .await
+    .expect("count");
     assert_eq!((captured, hanging), (10, 0), "only winners are charged");
-    assert!(clipcart_server::finance::ledger::unbalanced(&app.state.db.read).await.expect("check").is_empty());
+    assert!(
+        clipcart_server::finance::ledger::unbalanced(&app.state.db.read)
+            .await
+            .expect("check")
+            .is_empty()
+    );
 }

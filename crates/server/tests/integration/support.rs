@@ -47,7 +47,8 @@ fn wanted(backend: Backend) -> bool {
 }
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("CLIPCART_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CLIPCART_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub struct TestApp {
@@ -72,7 +73,10 @@ impl TestApp {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg_database) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("test.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("test.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let admin = postgres_admin_url();
                 let mut conn = match sqlx::PgConnection::connect(&admin).await {
@@ -84,18 +88,28 @@ impl TestApp {
                     Err(e) => panic!("CI=true and PostgreSQL is unreachable at {admin}: {e}"),
                 };
                 let name = format!("clipcart_test_{}", clipcart_domain::ids::random_secret(10));
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin.clone());
                 (format!("{base}/{name}"), Some(name))
             }
         };
         let clock = Arc::new(ManualClock::new(T0_MS));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config::local(dir.path().to_path_buf(), addr);
         config.database_url = database_url;
         config.max_connections = 20;
-        let state = clipcart_server::build_state(config, clock.clone()).await.expect("server state");
+        let state = clipcart_server::build_state(config, clock.clone())
+            .await
+            .expect("server state");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server_state = state.clone();
         let server = tokio::spawn(async move {
@@ -105,7 +119,10 @@ impl TestApp {
             .await
             .expect("server runs");
         });
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
         Some(TestApp {
             base: format!("http://{addr}"),
             clock,
@@ -133,7 +150,13 @@ impl TestApp {
         self.counter.fetch_add(1, Ordering::SeqCst)
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -144,7 +167,11 @@ impl TestApp {
         let res = req.send().await.expect("request sent");
         let status = res.status();
         let text = res.text().await.expect("body");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -153,11 +180,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.request(reqwest::Method::POST, path, token, Some(&body)).await
+        self.request(reqwest::Method::POST, path, token, Some(&body))
+            .await
     }
 
     /// POSTs and insists on the given status, showing the body when it differs.
-    pub async fn post_ok(&self, path: &str, token: Option<&str>, body: Value, expect: StatusCode) -> Value {
+    pub async fn post_ok(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+        expect: StatusCode,
+    ) -> Value {
         let (status, v) = self.post(path, token, body).await;
         assert_eq!(status, expect, "POST {path} answered {v}");
         v
@@ -172,12 +206,28 @@ impl TestApp {
     // ---- actors ----
 
     pub async fn sign_up(&self, kind: &str, name: &str) -> Actor {
-        let email = format!("{kind}{}-{}@example.test", self.unique(), name.to_lowercase().replace(' ', "-"));
+        let email = format!(
+            "{kind}{}-{}@example.test",
+            self.unique(),
+            name.to_lowercase().replace(' ', "-")
+        );
         let user = self
             .post_ok("/api/v1/auth/signup", None, json!({"email": email, "password": PASSWORD, "display_name": name, "account_type": kind}), StatusCode::CREATED)
             .await;
-        let t = self.post_ok("/api/v1/auth/tokens", None, json!({"email": email, "password": PASSWORD}), StatusCode::CREATED).await;
-        Actor { token: t["token"].as_str().expect("token").into(), user_id: user["id"].as_str().expect("id").into(), email, shop_id: None }
+        let t = self
+            .post_ok(
+                "/api/v1/auth/tokens",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+                StatusCode::CREATED,
+            )
+            .await;
+        Actor {
+            token: t["token"].as_str().expect("token").into(),
+            user_id: user["id"].as_str().expect("id").into(),
+            email,
+            shop_id: None,
+        }
     }
 
     pub async fn buyer(&self) -> Actor {
@@ -187,17 +237,42 @@ impl TestApp {
     /// A platform admin, created as `clipcart admin create` does.
     pub async fn admin(&self) -> Actor {
         let email = format!("admin{}@example.test", self.unique());
-        let user = clipcart_server::identity::service::create_account(&self.state, &email, PASSWORD, "Ada Admin", clipcart_domain::identity::Role::Admin)
-            .await
-            .expect("admin created");
-        let t = self.post_ok("/api/v1/auth/tokens", None, json!({"email": email, "password": PASSWORD}), StatusCode::CREATED).await;
-        Actor { token: t["token"].as_str().expect("token").into(), user_id: user.id, email, shop_id: None }
+        let user = clipcart_server::identity::service::create_account(
+            &self.state,
+            &email,
+            PASSWORD,
+            "Ada Admin",
+            clipcart_domain::identity::Role::Admin,
+        )
+        .await
+        .expect("admin created");
+        let t = self
+            .post_ok(
+                "/api/v1/auth/tokens",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+                StatusCode::CREATED,
+            )
+            .await;
+        Actor {
+            token: t["token"].as_str().expect("token").into(),
+            user_id: user.id,
+            email,
+            shop_id: None,
+        }
     }
 
     /// A seller whose application is submitted but not decided.
     pub async fn applied_seller(&self, shop_name: &str) -> Actor {
         let mut seller = self.sign_up("seller", shop_name).await;
-        let shop = self.post_ok("/api/v1/seller/application", Some(&seller.token), application(shop_name), StatusCode::CREATED).await;
+        let shop = self
+            .post_ok(
+                "/api/v1/seller/application",
+                Some(&seller.token),
+                application(shop_name),
+                StatusCode::CREATED,
+            )
+            .await;
         seller.shop_id = Some(shop["id"].as_str().expect("shop id").into());
         seller
     }
@@ -206,36 +281,75 @@ impl TestApp {
     pub async fn active_seller(&self, admin: &Actor, shop_name: &str) -> Actor {
         let seller = self.applied_seller(shop_name).await;
         let shop_id = seller.shop_id.clone().expect("shop");
-        let shop = self.post_ok(&format!("/api/v1/admin/shops/{shop_id}/approve"), Some(&admin.token), json!({}), StatusCode::OK).await;
+        let shop = self
+            .post_ok(
+                &format!("/api/v1/admin/shops/{shop_id}/approve"),
+                Some(&admin.token),
+                json!({}),
+                StatusCode::OK,
+            )
+            .await;
         assert_eq!(shop["status"], "active");
         seller
     }
 
     /// A published product with one variant per `(values, price, stock)`; returns its JSON.
-    pub async fn live_product(&self, seller: &Actor, title: &str, variants: &[(&[&str], i64, i64)]) -> Value {
-        let options: Vec<String> = if variants.first().is_some_and(|v| !v.0.is_empty()) { vec!["Size".into()] } else { vec![] };
+    pub async fn live_product(
+        &self,
+        seller: &Actor,
+        title: &str,
+        variants: &[(&[&str], i64, i64)],
+    ) -> Value {
+        let options: Vec<String> = if variants.first().is_some_and(|v| !v.0.is_empty()) {
+            vec!["Size".into()]
+        } else {
+            vec![]
+        };
         let vs: Vec<Value> = variants.iter().map(|(values, price, stock)| json!({"option_values": values, "price": price, "stock": stock})).collect();
         let p = self
-            .post_ok("/api/v1/seller/products", Some(&seller.token), json!({"title": title, "options": options, "variants": vs}), StatusCode::CREATED)
+            .post_ok(
+                "/api/v1/seller/products",
+                Some(&seller.token),
+                json!({"title": title, "options": options, "variants": vs}),
+                StatusCode::CREATED,
+            )
             .await;
         let id = p["id"].as_str().expect("product id");
-        self.post_ok(&format!("/api/v1/seller/products/{id}/publish"), Some(&seller.token), json!({}), StatusCode::OK).await
+        self.post_ok(
+            &format!("/api/v1/seller/products/{id}/publish"),
+            Some(&seller.token),
+            json!({}),
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// A fresh payment token from the test processor for `number`.
     pub async fn card_token(&self, number: &str) -> String {
         let v = self
-            .post_ok("/testpay/v1/tokens", None, json!({"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"}), StatusCode::CREATED)
+            .post_ok(
+                "/testpay/v1/tokens",
+                None,
+                json!({"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"}),
+                StatusCode::CREATED,
+            )
             .await;
         v["token"].as_str().expect("token").into()
     }
 
     pub async fn add_to_cart(&self, buyer: &Actor, variant_id: &str, quantity: i64) {
-        self.post_ok("/api/v1/cart/items", Some(&buyer.token), json!({"variant_id": variant_id, "quantity": quantity}), StatusCode::CREATED).await;
+        self.post_ok(
+            "/api/v1/cart/items",
+            Some(&buyer.token),
+            json!({"variant_id": variant_id, "quantity": quantity}),
+            StatusCode::CREATED,
+        )
+        .await;
     }
 
     pub async fn checkout(&self, buyer: &Actor, token: &str) -> (StatusCode, Value) {
-        self.post("/api/v1/checkout", Some(&buyer.token), checkout_body(token)).await
+        self.post("/api/v1/checkout", Some(&buyer.token), checkout_body(token))
+            .await
     }
 
     /// Buys `quantity` of a variant in one checkout; returns the checkout result.
@@ -248,8 +362,20 @@ impl TestApp {
     }
 
     pub async fn stock_of(&self, seller: &Actor, product_id: &str, variant_id: &str) -> i64 {
-        let p = self.get_ok(&format!("/api/v1/seller/products/{product_id}"), Some(&seller.token)).await;
-        p["variants"].as_array().expect("variants").iter().find(|v| v["id"] == variant_id).expect("variant")["stock"].as_i64().expect("stock")
+        let p = self
+            .get_ok(
+                &format!("/api/v1/seller/products/{product_id}"),
+                Some(&seller.token),
+            )
+            .await;
+        p["variants"]
+            .as_array()
+            .expect("variants")
+            .iter()
+            .find(|v| v["id"] == variant_id)
+            .expect("variant")["stock"]
+            .as_i64()
+            .expect("stock")
     }
 }
 
@@ -265,10 +391,17 @@ impl Drop for TestApp {
             // Drop the database from a thread of its own: Drop cannot await.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })
@@ -303,7 +436,10 @@ pub fn checkout_body(token: &str) -> Value {
 }
 
 pub fn variant_id(product: &Value, i: usize) -> String {
-    product["variants"][i]["id"].as_str().expect("variant id").to_string()
+    product["variants"][i]["id"]
+        .as_str()
+        .expect("variant id")
+        .to_string()
 }
 
 /// Runs an `async fn(TestApp)` once per backend as `<name>::sqlite` and `<name>::postgres`.
