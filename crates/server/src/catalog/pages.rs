@@ -5,7 +5,7 @@ use crate::onboarding;
 use crate::platform::http::auth::PagePrincipal;
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
-    FormErrors, PageCtx, PageResult, render, render_with_status, see_other,
+    FormErrors, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
 };
 use crate::state::AppState;
 use askama::Template;
@@ -202,6 +202,9 @@ async fn seller_list(
     PagePrincipal(p): PagePrincipal,
     Query(q): Query<CursorQuery>,
 ) -> PageResult {
+    if let Some(r) = apply_first(&p) {
+        return Ok(r);
+    }
     let page = PageRequest::parse(q.cursor.as_deref(), None)?;
     let (cards, next_cursor) = cards(service::seller_products(&state, &p, &page).await?);
     Ok(render(&SellerList {
@@ -247,6 +250,9 @@ async fn new_form(
     Extension(csrf): Extension<CsrfToken>,
     PagePrincipal(p): PagePrincipal,
 ) -> PageResult {
+    if let Some(r) = apply_first(&p) {
+        return Ok(r);
+    }
     let shop = onboarding::service::selling_shop(&state, &p).await?;
     let form = ProductForm {
         rows: vec![RowForm::default(); FORM_ROWS],
@@ -377,6 +383,9 @@ async fn create(
     PagePrincipal(p): PagePrincipal,
     CsrfForm(fields): CsrfForm<HashMap<String, String>>,
 ) -> PageResult {
+    if let Some(r) = apply_first(&p) {
+        return Ok(r);
+    }
     let shop = onboarding::service::selling_shop(&state, &p).await?;
     let currency = Currency::parse(&shop.currency)?;
     let (mut form, parsed, rows) = read_form(&fields, currency);

@@ -8,7 +8,7 @@ use crate::platform::clock::human;
 use crate::platform::http::auth::{PagePrincipal, Principal};
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
-    FormErrors, PageCtx, PageResult, render, render_with_status, see_other,
+    FormErrors, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
 };
 use crate::state::AppState;
 use askama::Template;
@@ -492,6 +492,9 @@ async fn seller_orders(
     PagePrincipal(p): PagePrincipal,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
+    if let Some(r) = apply_first(&p) {
+        return Ok(r);
+    }
     let (rows, next_cursor, status) = seller_page(&state, &p, &q).await?;
     Ok(render(&SellerOrders {
         ctx: PageCtx::new("Orders", Some(&p), &csrf),

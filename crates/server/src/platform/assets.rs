@@ -1,24 +1,60 @@
-//! Static assets compiled into the binary, served with long-lived caching: the file name carries
-//! the version, so a change ships under a new name.
+//! Static assets compiled into the binary. Their URLs carry a fingerprint of their content, so
+//! they can be cached for a year and a changed file always ships under a new name.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
 const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
 
+struct Asset {
+    url: String,
+    body: &'static str,
+    kind: &'static str,
+}
+
+fn asset(stem: &str, ext: &str, body: &'static str, kind: &'static str) -> Asset {
+    let fingerprint = hex::encode(&Sha256::digest(body.as_bytes())[..6]);
+    Asset {
+        url: format!("/assets/{stem}-{fingerprint}.{ext}"),
+        body,
+        kind,
+    }
+}
+
+static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+    [
+        asset("app", "css", APP_CSS, "text/css; charset=utf-8"),
+        asset("app", "js", APP_JS, "text/javascript; charset=utf-8"),
+        asset("htmx", "js", HTMX_JS, "text/javascript; charset=utf-8"),
+    ]
+});
+
+/// URL of the stylesheet, for templates: `{{ crate::platform::assets::css() }}`.
+pub fn css() -> &'static str {
+    &ASSETS[0].url
+}
+
+pub fn js() -> &'static str {
+    &ASSETS[1].url
+}
+
+pub fn htmx() -> &'static str {
+    &ASSETS[2].url
+}
+
 pub async fn serve(Path(name): Path<String>) -> Response {
-    let (body, kind) = match name.as_str() {
-        "app-1.css" => (APP_CSS, "text/css; charset=utf-8"),
-        "app-1.js" => (APP_JS, "text/javascript; charset=utf-8"),
-        "htmx-2.0.11.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
-        _ => return StatusCode::NOT_FOUND.into_response(),
+    let path = format!("/assets/{name}");
+    let Some(a) = ASSETS.iter().find(|a| a.url == path) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
-    let mut res = body.into_response();
+    let mut res = a.body.into_response();
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.kind));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),

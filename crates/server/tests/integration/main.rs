@@ -3,7 +3,9 @@
 
 mod support;
 mod support_dump;
+mod webdriver;
 
+mod browser;
 mod concurrency;
 mod identity;
 mod platform;

@@ -48,7 +48,7 @@ async fn health_and_headers(app: TestApp) {
     }
     let assets = app
         .http
-        .get(app.url("/assets/app-1.css"))
+        .get(app.url(clipcart_server::platform::assets::css()))
         .send()
         .await
         .expect("get");

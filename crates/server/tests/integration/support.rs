@@ -203,6 +203,39 @@ impl TestApp {
         v
     }
 
+    /// Signs in through the sign-in page; returns the `Cookie` header value for later requests.
+    pub async fn page_cookies(&self, actor: &Actor) -> String {
+        let csrf = "abcdefghijklmnopqrstuvwxyz234567";
+        let res = self
+            .http
+            .post(self.url("/signin"))
+            .header("cookie", format!("__Host-clipcart_csrf={csrf}"))
+            .form(&[
+                ("csrf", csrf),
+                ("email", actor.email.as_str()),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in page refused {}",
+            actor.email
+        );
+        let session = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_string();
+        format!("__Host-clipcart_csrf={csrf}; __Host-clipcart_session={session}")
+    }
+
     // ---- actors ----
 
     pub async fn sign_up(&self, kind: &str, name: &str) -> Actor {

@@ -132,6 +132,12 @@ impl IntoResponse for PageError {
 
 pub type PageResult = Result<Response, PageError>;
 
+/// Seller pages need a shop: a seller who has not applied yet is sent to the application form
+/// instead of a "not found" page.
+pub fn apply_first(p: &Principal) -> Option<Response> {
+    (p.role == Role::Seller && p.shop_id.is_none()).then(|| see_other("/seller"))
+}
+
 /// A "303 See Other" after a successful form post (post/redirect/get).
 pub fn see_other(location: &str) -> Response {
     axum::response::Redirect::to(location).into_response()
