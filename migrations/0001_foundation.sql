@@ -119,6 +119,8 @@ CREATE TABLE checkouts (
     total_minor      BIGINT NOT NULL,
     currency         TEXT NOT NULL,
     authorization_id TEXT NOT NULL,
+    -- authorized (orders written) -> captured | capture_failed; completion needs captured.
+    payment_status   TEXT NOT NULL,
     card_brand       TEXT NOT NULL,
     card_last4       TEXT NOT NULL,
     card_exp_month   BIGINT NOT NULL,

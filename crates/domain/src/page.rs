@@ -22,7 +22,7 @@ impl Cursor {
 
     pub fn decode(text: &str) -> Result<Self, DomainError> {
         let bad = || DomainError::invalid("cursor", "the cursor is not one this API returned");
-        if !text.len().is_multiple_of(2) || text.len() > 200 {
+        if !text.is_ascii() || !text.len().is_multiple_of(2) || text.len() > 200 {
             return Err(bad());
         }
         let bytes: Result<Vec<u8>, _> = (0..text.len())
@@ -79,6 +79,8 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()).expect("round trip"), c);
         assert!(Cursor::decode("zz").is_err());
         assert!(Cursor::decode("6869").is_err());
+        // Multi-byte input must not be sliced mid-character.
+        assert!(Cursor::decode("a\u{e9}a").is_err());
         assert!(PageRequest::parse(None, Some(0)).is_err());
         assert!(PageRequest::parse(None, Some(101)).is_err());
     }

@@ -59,7 +59,7 @@ impl Transaction {
 }
 
 pub mod accounts {
-    /// Money the payment processor holds for us after a capture.
+    /// Money the payment processor owes us for paid checkouts.
     pub const PROCESSOR_CLEARING: &str = "platform:processor_clearing";
 
     /// What the platform owes a shop for orders not yet completed.
@@ -73,8 +73,9 @@ pub mod accounts {
     }
 }
 
-/// A captured checkout payment: the processor owes us the total; each shop is owed its order.
-pub fn payment_captured(
+/// A paid checkout, recorded with its orders: the processor owes us the authorised total (captured
+/// right after the orders commit), and each shop is owed its order.
+pub fn checkout_paid(
     checkout_id: &str,
     currency: Currency,
     shop_totals: &[(String, i64)],
@@ -90,7 +91,7 @@ pub fn payment_captured(
         amount: -amount,
         currency,
     }));
-    Transaction::new("payment_captured", checkout_id, postings)
+    Transaction::new("checkout_paid", checkout_id, postings)
 }
 
 /// A completed order releases the shop's pending funds to available.
@@ -143,7 +144,7 @@ mod tests {
         #[test]
         fn captures_always_balance(totals in prop::collection::vec(1i64..1_000_000_000, 1..20)) {
             let shops: Vec<(String, i64)> = totals.iter().enumerate().map(|(i, t)| (format!("shp_{i}"), *t)).collect();
-            let tx = payment_captured("chk_1", eur(), &shops).expect("balanced");
+            let tx = checkout_paid("chk_1", eur(), &shops).expect("balanced");
             let sum: i64 = tx.postings().iter().map(|p| p.amount).sum();
             prop_assert_eq!(sum, 0);
         }

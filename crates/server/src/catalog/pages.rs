@@ -5,7 +5,7 @@ use crate::onboarding;
 use crate::platform::http::auth::PagePrincipal;
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
-    FormErrors, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
+    FormErrors, NoFields, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
 };
 use crate::state::AppState;
 use askama::Template;
@@ -280,7 +280,7 @@ fn read_form(
     currency: Currency,
 ) -> (
     ProductForm,
-    Result<ProductInput, Vec<FieldError>>,
+    Result<ProductInput, (ProductInput, Vec<FieldError>)>,
     Vec<usize>,
 ) {
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
@@ -328,8 +328,8 @@ fn read_form(
             };
             variants.push(VariantInput {
                 option_values: split_list(&row.values),
-                price: price.max(1),
-                stock: stock.max(0),
+                price,
+                stock,
                 sku: row.sku.clone(),
             });
             row_of_variant.push(i);
@@ -345,7 +345,7 @@ fn read_form(
     let result = if errors.is_empty() {
         Ok(input)
     } else {
-        Err(errors)
+        Err((input, errors))
     };
     (form, result, row_of_variant)
 }
@@ -391,7 +391,17 @@ async fn create(
     let (mut form, parsed, rows) = read_form(&fields, currency);
     let result = match parsed {
         Ok(input) => service::create(&state, &p, &input).await,
-        Err(errs) => Err(DomainError::Invalid(errs).into()),
+        // A typo in a number is reported together with every other problem of the form.
+        Err((input, mut errs)) => {
+            if let Err(DomainError::Invalid(more)) = input.parse(currency) {
+                let more: Vec<FieldError> = more
+                    .into_iter()
+                    .filter(|m| !errs.iter().any(|e| e.field == m.field))
+                    .collect();
+                errs.extend(more);
+            }
+            Err(DomainError::Invalid(errs).into())
+        }
     };
     match result {
         Ok(view) => Ok(see_other(&format!("/seller/products/{}", view.product.id))),
@@ -457,15 +467,12 @@ async fn seller_detail(
     detail_page(&state, &p, &csrf, &id, FormErrors::default()).await
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 async fn publish(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     PagePrincipal(p): PagePrincipal,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> PageResult {
     match service::publish(&state, &p, &id).await {
         Ok(_) => Ok(see_other(&format!("/seller/products/{id}"))),

@@ -4,7 +4,7 @@ use super::service::{self, SignUp};
 use crate::platform::http::auth::{PagePrincipal, cookie};
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
-    FormErrors, PageCtx, PageResult, is_local_path, render, render_with_status, see_other,
+    FormErrors, NoFields, PageCtx, PageResult, is_local_path, render, render_with_status, see_other,
 };
 use crate::state::AppState;
 use askama::Template;
@@ -177,14 +177,11 @@ async fn sign_in(
     }
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
     _p: Option<PagePrincipal>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> PageResult {
     if let Some(token) = cookie(&headers, state.session_cookie) {
         service::end_session(&state, token).await?;

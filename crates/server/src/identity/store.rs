@@ -4,7 +4,8 @@ use crate::platform::http::auth::Principal;
 use clipcart_domain::identity::Role;
 use sqlx::{AnyPool, FromRow};
 
-#[derive(Debug, FromRow)]
+/// No `Debug`: it carries the password hash.
+#[derive(FromRow)]
 pub struct UserRow {
     pub id: String,
     pub email: String,

@@ -120,7 +120,7 @@ pub async fn decide(
         .ok_or(DomainError::NotFound)?)
 }
 
-/// The shop of an active seller, or the reason it cannot sell.
+/// The caller's own shop, whatever its status (callers check what the status allows).
 pub async fn selling_shop(state: &AppState, p: &Principal) -> AppResult<ShopRow> {
     let shop_id = p.seller_shop()?;
     let shop = store::by_id(&state.db.read, shop_id)

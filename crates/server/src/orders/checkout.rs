@@ -43,12 +43,7 @@ pub async fn cart(state: &AppState, p: &Principal) -> AppResult<Cart> {
             Some(t) => t,
             None => amount,
         });
-        let values: Vec<String> = serde_json::from_str(&row.option_values_json).unwrap_or_default();
-        let label = if values.is_empty() {
-            "Default".into()
-        } else {
-            values.join(" / ")
-        };
+        let label = variant_label(&row.option_values_json);
         lines.push(CartLine { row, label });
     }
     Ok(Cart { lines, total })
@@ -76,14 +71,24 @@ pub async fn add_to_cart(
     if wanted > stock {
         return Err(DomainError::invalid("quantity", format!("only {stock} left in stock")).into());
     }
-    store::set_cart_quantity(
+    // The cap is re-checked in the statement itself, so two adds at once cannot exceed it.
+    let cap = stock.min(rules::MAX_QUANTITY);
+    if !store::add_cart_quantity(
         &state.db.write,
         &p.user_id,
         variant_id,
-        wanted,
+        quantity,
+        cap,
         state.now_ms(),
     )
-    .await?;
+    .await?
+    {
+        return Err(DomainError::invalid(
+            "quantity",
+            format!("at most {cap} of this item fit in one order"),
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -117,7 +122,18 @@ pub async fn remove_from_cart(state: &AppState, p: &Principal, variant_id: &str)
     Ok(())
 }
 
+/// "White / M" from a variant's stored option values; "Default" for a product without options.
+pub fn variant_label(option_values_json: &str) -> String {
+    let values: Vec<String> = serde_json::from_str(option_values_json).unwrap_or_default();
+    if values.is_empty() {
+        "Default".into()
+    } else {
+        values.join(" / ")
+    }
+}
+
 /// Where the parcel goes.
+#[derive(Clone)]
 pub struct ShippingAddress {
     pub name: String,
     pub address: Address,
@@ -186,13 +202,40 @@ pub async fn place(
         .payments
         .authorize(payment_token, split.total, &checkout_id)
         .await?;
+    // From here on the work runs in a task of its own: if the client disconnects, the request's
+    // future is dropped, but the orders are still written and the payment captured, or voided.
+    let task = tokio::spawn(finish(
+        state.clone(),
+        p.clone(),
+        checkout_id,
+        split,
+        cart,
+        ship.clone(),
+        auth,
+    ));
+    task.await.map_err(|e| AppError::Internal(e.into()))?
+}
 
-    match write_orders(state, p, &checkout_id, &split, &cart, ship, &auth).await {
+async fn finish(
+    state: AppState,
+    p: Principal,
+    checkout_id: String,
+    split: rules::Split,
+    cart: Vec<CartLineRow>,
+    ship: ShippingAddress,
+    auth: crate::payments::Authorization,
+) -> AppResult<Placed> {
+    match write_orders(&state, &p, &checkout_id, &split, &cart, &ship, &auth).await {
         Ok(orders) => {
-            if let Err(e) = state.payments.capture(&auth.id).await {
-                // The orders stand; capture is retried by operations (and by the jobs to come).
-                tracing::error!(error = %e, checkout_id, "capture failed after orders were written");
-            }
+            let status = match state.payments.capture(&auth.id).await {
+                Ok(()) => PAYMENT_CAPTURED,
+                Err(e) => {
+                    // The orders stand, flagged: completion waits for a settled payment.
+                    tracing::error!(error = %e, checkout_id, "capture failed after orders were written");
+                    PAYMENT_CAPTURE_FAILED
+                }
+            };
+            store::set_payment_status(&state.db.write, &checkout_id, status).await?;
             tracing::info!(
                 checkout_id,
                 orders = orders.len(),
@@ -214,6 +257,11 @@ pub async fn place(
     }
 }
 
+/// Payment states of a checkout.
+pub const PAYMENT_AUTHORIZED: &str = "authorized";
+pub const PAYMENT_CAPTURED: &str = "captured";
+pub const PAYMENT_CAPTURE_FAILED: &str = "capture_failed";
+
 async fn write_orders(
     state: &AppState,
     p: &Principal,
@@ -225,22 +273,33 @@ async fn write_orders(
 ) -> AppResult<Vec<OrderRow>> {
     let now = state.now_ms();
     let mut tx = state.db.write.begin().await?;
-    for order in &split.orders {
-        for line in &order.lines {
-            if !store::take_stock(
-                &mut tx,
-                &line.variant_id,
-                line.quantity,
-                line.unit_price.minor,
+    // Rows are locked in variant order, so two checkouts never wait on each other in a cycle.
+    let mut lines: Vec<&PricedLine> = split.orders.iter().flat_map(|o| &o.lines).collect();
+    lines.sort_by(|a, b| a.variant_id.cmp(&b.variant_id));
+    for line in &lines {
+        // Consuming exactly the cart line that was priced makes a second, concurrent checkout of
+        // the same cart (another tab, a retry without a key) fail instead of charging twice.
+        if !store::consume_cart_line(&mut tx, &p.user_id, &line.variant_id, line.quantity).await? {
+            tx.rollback().await?;
+            return Err(DomainError::Conflict(
+                "your cart changed while you were paying; review it and try again".into(),
             )
-            .await?
-            {
-                tx.rollback().await?;
-                return Err(DomainError::OutOfStock {
-                    variant_id: line.variant_id.clone(),
-                }
-                .into());
-            }
+            .into());
+        }
+    }
+    for line in &lines {
+        if !store::take_stock(
+            &mut tx,
+            &line.variant_id,
+            line.quantity,
+            line.unit_price.minor,
+        )
+        .await?
+        {
+            let why =
+                store::why_not_sellable(&mut tx, &line.variant_id, line.unit_price.minor).await?;
+            tx.rollback().await?;
+            return Err(why.into());
         }
     }
     store::insert_checkout(
@@ -290,18 +349,12 @@ async fn write_orders(
                 .iter()
                 .find(|c| c.variant_id == line.variant_id)
                 .ok_or_else(|| AppError::Internal(anyhow::anyhow!("cart line vanished")))?;
-            let values: Vec<String> =
-                serde_json::from_str(&c.option_values_json).unwrap_or_default();
             let l = OrderLineRow {
                 order_id: row.id.clone(),
                 product_id: c.product_id.clone(),
                 variant_id: line.variant_id.clone(),
                 title: c.title.clone(),
-                variant_label: if values.is_empty() {
-                    "Default".into()
-                } else {
-                    values.join(" / ")
-                },
+                variant_label: variant_label(&c.option_values_json),
                 quantity: line.quantity,
                 unit_price_minor: line.unit_price.minor,
                 currency: split.currency.code().into(),
@@ -312,10 +365,8 @@ async fn write_orders(
         orders.push(row);
     }
     let posting =
-        clipcart_domain::ledger::payment_captured(checkout_id, split.currency, &shop_totals)?;
+        clipcart_domain::ledger::checkout_paid(checkout_id, split.currency, &shop_totals)?;
     ledger::record(&mut tx, &posting, now).await?;
-    let variant_ids: Vec<String> = cart.iter().map(|c| c.variant_id.clone()).collect();
-    store::clear_cart_items(&mut tx, &p.user_id, &variant_ids).await?;
     tx.commit().await?;
     Ok(orders)
 }

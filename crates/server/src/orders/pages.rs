@@ -8,7 +8,7 @@ use crate::platform::clock::human;
 use crate::platform::http::auth::{PagePrincipal, Principal};
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
-    FormErrors, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
+    FormErrors, NoFields, PageCtx, PageResult, apply_first, render, render_with_status, see_other,
 };
 use crate::state::AppState;
 use askama::Template;
@@ -115,14 +115,11 @@ async fn add_to_cart(
     }
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 async fn remove_from_cart(
     State(state): State<AppState>,
     PagePrincipal(p): PagePrincipal,
     Path(variant_id): Path<String>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> PageResult {
     checkout::remove_from_cart(&state, &p, &variant_id).await?;
     Ok(see_other("/cart"))
@@ -429,7 +426,7 @@ async fn confirm_receipt(
     Extension(csrf): Extension<CsrfToken>,
     PagePrincipal(p): PagePrincipal,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<Empty>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> PageResult {
     match service::confirm_receipt(&state, &p, &id).await {
         Ok(_) => Ok(see_other(&format!("/orders/{id}"))),
@@ -552,6 +549,7 @@ async fn ship(
     match service::ship(&state, &p, &id, &f.carrier, &f.tracking_number).await {
         Ok(_) => Ok(see_other(&format!("/seller/orders/{id}"))),
         Err(e) => {
+            let status = e.status();
             let errors = FormErrors::from_error(&e).ok_or(e)?;
             let v = service::seller_order(&state, &p, &id).await?;
             let page = detail(
@@ -561,7 +559,7 @@ async fn ship(
                 (f.carrier, f.tracking_number),
                 errors,
             );
-            Ok(render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+            Ok(render_with_status(status, &page))
         }
     }
 }

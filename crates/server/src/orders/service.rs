@@ -128,6 +128,17 @@ pub async fn confirm_receipt(state: &AppState, p: &Principal, id: &str) -> AppRe
         .ok_or(DomainError::NotFound)?;
     let current = OrderStatus::parse(&order.status)?;
     let next = rules::confirm_receipt(current)?;
+    // Funds become available to the seller only for a payment that was actually captured.
+    if store::payment_status(&state.db.read, &order.checkout_id)
+        .await?
+        .as_deref()
+        != Some(super::checkout::PAYMENT_CAPTURED)
+    {
+        return Err(DomainError::Conflict(
+            "the payment for this order is not settled yet; try again later".into(),
+        )
+        .into());
+    }
     let now = state.now_ms();
     let currency = Currency::parse(&order.currency)?;
     let posting = clipcart_domain::ledger::order_completed(

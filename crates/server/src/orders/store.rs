@@ -1,5 +1,6 @@
 //! SQL for carts and orders. Seller queries filter by `shop_id`, buyer queries by `buyer_id`.
 
+use clipcart_domain::DomainError;
 use clipcart_domain::page::PageRequest;
 use sqlx::{Any, AnyPool, AssertSqlSafe, FromRow, Transaction};
 
@@ -62,6 +63,31 @@ pub async fn set_cart_quantity(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Adds to a cart line in one statement (no lost update between two adds); false when the line
+/// would exceed `max`.
+pub async fn add_cart_quantity(
+    pool: &AnyPool,
+    buyer_id: &str,
+    variant_id: &str,
+    quantity: i64,
+    max: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO cart_items (buyer_id, variant_id, quantity, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (buyer_id, variant_id) DO UPDATE SET quantity = cart_items.quantity + excluded.quantity \
+         WHERE cart_items.quantity + excluded.quantity <= $5",
+    )
+    .bind(buyer_id)
+    .bind(variant_id)
+    .bind(quantity)
+    .bind(now)
+    .bind(max)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn cart_quantity(
@@ -181,8 +207,9 @@ pub async fn insert_line(
     Ok(())
 }
 
-/// Takes `quantity` units if that many are left at the price the buyer saw. The condition in the
-/// UPDATE makes the check and the decrement one atomic step on both databases: no oversell.
+/// Takes `quantity` units if that many are left, at the price the buyer saw, of a product still
+/// on sale. The condition in the UPDATE makes the check and the decrement one atomic step on both
+/// databases: no oversell.
 pub async fn take_stock(
     tx: &mut Transaction<'_, Any>,
     variant_id: &str,
@@ -190,7 +217,9 @@ pub async fn take_stock(
     price_minor: i64,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE variants SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND price_minor = $3",
+        "UPDATE variants SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND price_minor = $3 \
+         AND EXISTS (SELECT 1 FROM products p JOIN shops s ON s.id = p.shop_id \
+                     WHERE p.id = variants.product_id AND p.status = 'live' AND s.status = 'active')",
     )
     .bind(quantity)
     .bind(variant_id)
@@ -200,19 +229,71 @@ pub async fn take_stock(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn clear_cart_items(
+/// Why `take_stock` refused: the price changed, the product left sale, or the stock ran out.
+pub async fn why_not_sellable(
+    tx: &mut Transaction<'_, Any>,
+    variant_id: &str,
+    price_minor: i64,
+) -> Result<DomainError, sqlx::Error> {
+    let row: Option<(i64, String, i64)> = sqlx::query_as(
+        "SELECT v.price_minor, p.title, CASE WHEN p.status = 'live' AND s.status = 'active' THEN 1 ELSE 0 END \
+         FROM variants v JOIN products p ON p.id = v.product_id JOIN shops s ON s.id = p.shop_id WHERE v.id = $1",
+    )
+    .bind(variant_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some((_, title, 0)) => DomainError::Conflict(format!(
+            "{title} is no longer on sale; remove it from the cart"
+        )),
+        Some((price, title, _)) if price != price_minor => {
+            DomainError::Conflict(format!("the price of {title} changed; review your cart"))
+        }
+        _ => DomainError::OutOfStock {
+            variant_id: variant_id.to_string(),
+        },
+    })
+}
+
+/// Removes a cart line only if it still holds `quantity`; false when the cart changed.
+pub async fn consume_cart_line(
     tx: &mut Transaction<'_, Any>,
     buyer_id: &str,
-    variant_ids: &[String],
+    variant_id: &str,
+    quantity: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM cart_items WHERE buyer_id = $1 AND variant_id = $2 AND quantity = $3",
+    )
+    .bind(buyer_id)
+    .bind(variant_id)
+    .bind(quantity)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_payment_status(
+    pool: &AnyPool,
+    checkout_id: &str,
+    status: &str,
 ) -> Result<(), sqlx::Error> {
-    for v in variant_ids {
-        sqlx::query("DELETE FROM cart_items WHERE buyer_id = $1 AND variant_id = $2")
-            .bind(buyer_id)
-            .bind(v)
-            .execute(&mut **tx)
-            .await?;
-    }
+    sqlx::query("UPDATE checkouts SET payment_status = $1 WHERE id = $2")
+        .bind(status)
+        .bind(checkout_id)
+        .execute(pool)
+        .await?;
     Ok(())
+}
+
+pub async fn payment_status(
+    pool: &AnyPool,
+    checkout_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT payment_status FROM checkouts WHERE id = $1")
+        .bind(checkout_id)
+        .fetch_optional(pool)
+        .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -227,8 +308,9 @@ pub async fn insert_checkout(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO checkouts (id, buyer_id, total_minor, currency, authorization_id, card_brand, card_last4, card_exp_month, \
-         card_exp_year, card_country, card_fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO checkouts (id, buyer_id, total_minor, currency, authorization_id, payment_status, card_brand, card_last4, \
+         card_exp_month, card_exp_year, card_country, card_fingerprint, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'authorized', $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(id)
     .bind(buyer_id)

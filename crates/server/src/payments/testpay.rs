@@ -262,12 +262,22 @@ impl TestProcessor {
     }
 
     async fn set_status(&self, id: &str, from: &str, to: &str) -> AppResult<()> {
-        sqlx::query("UPDATE testpay_authorizations SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(to)
-            .bind(id)
-            .bind(from)
-            .execute(&self.db.write)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE testpay_authorizations SET status = $1 WHERE id = $2 AND status = $3",
+        )
+        .bind(to)
+        .bind(id)
+        .bind(from)
+        .execute(&self.db.write)
+        .await?
+        .rows_affected()
+            == 1;
+        if !moved {
+            return Err(DomainError::Conflict(format!(
+                "authorisation {id} is not {from}; it cannot become {to}"
+            ))
+            .into());
+        }
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ on_both_databases!(
     seller_order_list_pages_without_gaps,
     out_of_order_steps_are_refused,
     card_numbers_are_never_stored,
+    a_cart_is_bought_once,
 );
 
 async fn a_complete_sale(app: TestApp) {
@@ -684,4 +685,78 @@ async fn card_numbers_are_never_stored(app: TestApp) {
     for needle in ["5555555555554444", "5555 5555 5555 4444", "555555555555"] {
         assert!(!dump.contains(needle), "card number found in the database");
     }
+}
+
+async fn a_cart_is_bought_once(app: TestApp) {
+    let admin = app.admin().await;
+    let seller = app.active_seller(&admin, "Shop").await;
+    let a = app.live_product(&seller, "Pen", &[(&[], 300, 50)]).await;
+    let b = app.live_product(&seller, "Ink", &[(&[], 700, 50)]).await;
+    let buyer = app.buyer().await;
+    app.add_to_cart(&buyer, &variant_id(&a, 0), 2).await;
+    app.add_to_cart(&buyer, &variant_id(&b, 0), 1).await;
+    // Two tabs pay for the same cart at once, each with its own card token and no key.
+    let t1 = app.card_token("4242424242424242").await;
+    let t2 = app.card_token("4242424242424242").await;
+    let (r1, r2) = tokio::join!(app.checkout(&buyer, &t1), app.checkout(&buyer, &t2));
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::CONFLICT],
+        "{} / {}",
+        r1.1,
+        r2.1
+    );
+    let captured: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'captured'")
+            .fetch_one(&app.state.db.read)
+            .await
+            .expect("count");
+    let hanging: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM testpay_authorizations WHERE status = 'authorized'",
+    )
+    .fetch_one(&app.state.db.read)
+    .await
+    .expect("count");
+    assert_eq!(
+        (captured, hanging),
+        (1, 0),
+        "one charge; the loser's authorisation is voided"
+    );
+    let status: String = sqlx::query_scalar("SELECT payment_status FROM checkouts")
+        .fetch_one(&app.state.db.read)
+        .await
+        .expect("status");
+    assert_eq!(status, "captured");
+    // Concurrent adds to a cart line both count.
+    let pen = variant_id(&a, 0);
+    tokio::join!(
+        app.add_to_cart(&buyer, &pen, 2),
+        app.add_to_cart(&buyer, &pen, 3)
+    );
+    assert_eq!(
+        app.get_ok("/api/v1/cart", Some(&buyer.token)).await["lines"][0]["quantity"],
+        5
+    );
+    // Credential-issuing calls are never stored by the idempotency layer.
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/tokens"))
+        .header("Idempotency-Key", "login-1")
+        .json(&json!({"email": buyer.email, "password": crate::support::PASSWORD}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM idempotency_keys WHERE response_body LIKE '%cc_%'",
+    )
+    .fetch_one(&app.state.db.read)
+    .await
+    .expect("count");
+    assert_eq!(
+        stored, 0,
+        "no bearer token is kept in the idempotency records"
+    );
 }

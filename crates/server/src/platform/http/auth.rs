@@ -60,12 +60,9 @@ impl FromRequestParts<AppState> for ApiPrincipal {
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The signed-in person on a page; anonymous visitors are sent to the sign-in page.
@@ -86,11 +83,17 @@ impl FromRequestParts<AppState> for PagePrincipal {
         match session_principal(parts, state).await {
             Ok(Some(p)) => Ok(PagePrincipal(p)),
             Ok(None) => {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
+                // After signing in, come back here; a form post comes back to the page it was
+                // posted from (its action cannot be opened with GET).
+                let next = if parts.method == axum::http::Method::GET {
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_else(|| "/".into())
+                } else {
+                    referer_path(&parts.headers).unwrap_or_else(|| "/".into())
+                };
                 let next: String = next
                     .bytes()
                     .map(|b| match b {
@@ -126,6 +129,17 @@ async fn session_principal(parts: &Parts, state: &AppState) -> Result<Option<Pri
         Some(token) => service::principal_from_session(state, token).await,
         None => Ok(None),
     }
+}
+
+/// The path of a same-site Referer (scheme and host dropped), if any.
+fn referer_path(headers: &HeaderMap) -> Option<String> {
+    let referer = headers.get(header::REFERER)?.to_str().ok()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let rest = referer
+        .strip_prefix("http://")
+        .or_else(|| referer.strip_prefix("https://"))?;
+    let path = rest.strip_prefix(host)?;
+    crate::platform::http::page::is_local_path(path).then(|| path.to_string())
 }
 
 /// The value of one cookie from the request.

@@ -2,7 +2,10 @@
 //! its response is stored and replayed for a retry with the same body. The same key with another
 //! body is refused (422); a retry while the first is still running gets 409. Keys are scoped to
 //! the caller (a hash of the bearer token), so one client cannot read another's responses.
-//! Server errors release the claim so the client may retry.
+//! Outcomes that may change on a retry (5xx, 401, 403, 408, 429) release the claim instead of
+//! being stored. A claim whose request died (a crash, a panic) is taken over after a lease.
+//! Credential-issuing routes (`/auth/…`) and anonymous calls are not recorded: their responses
+//! would be secrets, or would be shared by every anonymous client.
 
 use super::auth::bearer;
 use super::error::AppError;
@@ -17,6 +20,8 @@ use sha2::{Digest, Sha256};
 pub const HEADER: &str = "idempotency-key";
 /// How long a stored response is replayed.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// After this long, an unfinished claim is presumed dead and may be taken over.
+pub const LEASE_MS: i64 = 60 * 1000;
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
@@ -30,10 +35,33 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     else {
         return next.run(req).await;
     };
+    let path = req.uri().path();
+    let credentials = path.starts_with("/auth/") || path.starts_with("/api/v1/auth/");
+    if credentials || bearer(req.headers()).is_none() {
+        return next.run(req).await;
+    }
     match run(state, key, req, next).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     }
+}
+
+fn replay(status: i64, body: String) -> Response {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut res = (status, body).into_response();
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res
 }
 
 async fn run(state: AppState, key: String, req: Request, next: Next) -> Result<Response, AppError> {
@@ -45,7 +73,7 @@ async fn run(state: AppState, key: String, req: Request, next: Next) -> Result<R
         .into());
     }
     let scope = hex::encode(Sha256::digest(
-        bearer(req.headers()).unwrap_or("anonymous").as_bytes(),
+        bearer(req.headers()).unwrap_or("").as_bytes(),
     ));
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, state.config.body_limit)
@@ -60,62 +88,73 @@ async fn run(state: AppState, key: String, req: Request, next: Next) -> Result<R
     let request_hash = hex::encode(hasher.finalize());
     let now = state.now_ms();
 
-    // Expired keys may be claimed afresh.
-    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3")
-        .bind(&scope)
-        .bind(&key)
-        .bind(now - RETENTION_MS)
-        .execute(&state.db.write)
-        .await?;
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response_body, created_at) \
-         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (scope, key) DO NOTHING",
-    )
-    .bind(&scope)
-    .bind(&key)
-    .bind(&request_hash)
-    .bind(now)
-    .execute(&state.db.write)
-    .await?
-    .rows_affected()
-        == 1;
-
-    if !claimed {
-        let (stored_hash, status, body): (String, i64, String) = sqlx::query_as(
-            "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    let mut claimed = false;
+    // Two rounds at most: the second after removing an expired or abandoned claim.
+    for _ in 0..2 {
+        claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response_body, created_at) \
+             VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (scope, key) DO NOTHING",
         )
         .bind(&scope)
         .bind(&key)
-        .fetch_one(&state.db.read)
+        .bind(&request_hash)
+        .bind(now)
+        .execute(&state.db.write)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            break;
+        }
+        let stored: Option<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .fetch_optional(&state.db.write)
         .await?;
+        let Some((stored_hash, status, body, created_at)) = stored else {
+            continue; // released meanwhile: claim it
+        };
+        let expired = created_at < now - RETENTION_MS;
+        let abandoned = status == 0 && created_at < now - LEASE_MS;
+        if expired || abandoned {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3 AND status_code = $4",
+            )
+            .bind(&scope)
+            .bind(&key)
+            .bind(created_at)
+            .bind(status)
+            .execute(&state.db.write)
+            .await?;
+            continue;
+        }
         if stored_hash != request_hash {
             return Err(AppError::IdempotencyMismatch);
         }
         if status == 0 {
             return Err(AppError::IdempotencyInProgress);
         }
-        let status = u16::try_from(status)
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK);
-        let mut res = (status, body).into_response();
-        let content_type = if status.is_success() {
-            "application/json"
-        } else {
-            "application/problem+json"
-        };
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        res.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return Ok(res);
+        return Ok(replay(status, body));
+    }
+    if !claimed {
+        return Err(AppError::IdempotencyInProgress);
     }
 
     let res = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = res.status();
-    if status.is_server_error() {
+    let retryable = status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+        );
+    if retryable {
         sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
             .bind(&scope)
             .bind(&key)
@@ -135,4 +174,13 @@ async fn run(state: AppState, key: String, req: Request, next: Next) -> Result<R
         .execute(&state.db.write)
         .await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Deletes records past their retention; run periodically.
+pub async fn purge_expired(state: &AppState) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(state.now_ms() - RETENTION_MS)
+        .execute(&state.db.write)
+        .await?;
+    Ok(r.rows_affected())
 }

@@ -132,6 +132,10 @@ impl IntoResponse for PageError {
 
 pub type PageResult = Result<Response, PageError>;
 
+/// The body of a form that carries nothing but its CSRF token (a button).
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
 /// Seller pages need a shop: a seller who has not applied yet is sent to the application form
 /// instead of a "not found" page.
 pub fn apply_first(p: &Principal) -> Option<Response> {
