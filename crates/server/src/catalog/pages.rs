@@ -273,16 +273,15 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The product input, or it together with the numbers that could not be read.
+type ParsedForm = Result<ProductInput, (ProductInput, Vec<FieldError>)>;
+
 /// Reads the form: rows left entirely empty are skipped; the numbers are parsed here so a
 /// typo is reported beside its own cell.
 fn read_form(
     fields: &HashMap<String, String>,
     currency: Currency,
-) -> (
-    ProductForm,
-    Result<ProductInput, (ProductInput, Vec<FieldError>)>,
-    Vec<usize>,
-) {
+) -> (ProductForm, ParsedForm, Vec<usize>) {
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let mut form = ProductForm {
         title: get("title"),
