@@ -31,8 +31,16 @@ struct Cli {
     #[arg(long, env = "CLIPCART_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Log as JSON lines (for log collectors) instead of text.
-    #[arg(long, env = "CLIPCART_LOG_JSON", global = true)]
+    #[arg(long, env = "CLIPCART_LOG_JSON", global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
+    /// Proxies whose X-Forwarded-For is believed: comma-separated addresses or CIDR ranges.
+    #[arg(long, env = "CLIPCART_TRUSTED_PROXIES", global = true)]
+    trusted_proxies: Option<String>,
+    /// Mount the benchmark baseline routes (bench/README.md); never in production.
+    #[arg(long, env = "CLIPCART_BENCH_ROUTES", hide = true, global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    bench_routes: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -78,6 +86,11 @@ impl Cli {
         if let Some(url) = &self.database_url {
             config.database_url = url.clone();
         }
+        config.trusted_proxies = clipcart_server::platform::http::client::parse_ranges(
+            self.trusted_proxies.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+        config.bench_routes = self.bench_routes;
         config.public_url = match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None if self.bind.ip().is_unspecified() => {

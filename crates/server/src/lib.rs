@@ -36,6 +36,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
     let db = Db::connect(&config.database_url, config.max_connections).await?;
     db.migrate().await?;
     let fingerprint_key = platform::secrets::get_or_create(&db, "testpay_fingerprint").await?;
+    let sign_in_key = platform::secrets::get_or_create(&db, "sign_in_throttle").await?;
     let testpay = Arc::new(TestProcessor::new(
         db.clone(),
         clock.clone(),
@@ -53,6 +54,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
         db,
         clock,
         hasher,
+        sign_in_key,
         payments: testpay.clone(),
         testpay: Some(testpay),
         session_cookie: if secure {
@@ -85,6 +87,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 pub fn router(state: AppState) -> Router {
+    let bench = state.config.bench_routes.then(platform::bench::router);
     let (api, doc) = api(&state);
     let doc_json = Arc::new(doc.to_pretty_json().unwrap_or_default());
     let ops = Arc::new(platform::openapi::operations(&doc));
@@ -106,7 +109,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { platform::openapi::problems_page() }),
         )
         .layer(mw::from_fn_with_state(state.clone(), csrf::layer));
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", api)
         .route(
             "/api/openapi.json",
@@ -125,9 +128,21 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{name}", get(platform::assets::serve))
         .merge(pages)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        // A panic in a handler becomes a logged 500 problem, not a dropped connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(mw::from_fn(middleware::security_headers))
-        .layer(mw::from_fn(middleware::request_context))
-        .with_state(state)
+        .layer(mw::from_fn(middleware::request_context));
+    // Benchmark baselines, only when asked for, merged after the layers so none applies to them.
+    match bench {
+        Some(b) => app.merge(b).with_state(state),
+        None => app.with_state(state),
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    error::AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
@@ -147,13 +162,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let db = state.db.clone();
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let app = router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await?;
+    .await;
+    housekeeping.abort();
     db.close().await;
-    Ok(())
+    Ok(served?)
+}
+
+/// Periodic clean-up on every node; each step is idempotent, so nodes may overlap.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match idempotency::purge_expired(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency records removed"),
+            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }
+    }
 }

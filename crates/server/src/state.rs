@@ -16,6 +16,9 @@ pub struct Inner {
     pub clock: SharedClock,
     pub config: Config,
     pub hasher: PasswordHasher,
+    /// Keys the hash that names an email in the sign-in throttle (shared by every node through
+    /// `platform_secrets`), so the throttle tables do not reveal which emails were tried.
+    pub sign_in_key: secrecy::SecretSlice<u8>,
     pub payments: Arc<dyn PaymentProvider>,
     /// The built-in test processor's own endpoints, when it is the provider.
     pub testpay: Option<Arc<crate::payments::testpay::TestProcessor>>,

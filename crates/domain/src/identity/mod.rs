@@ -1,5 +1,17 @@
 //! Accounts: who a user is and what kind of account they hold. Password hashing is I/O-free
-//! but CPU-heavy, so it lives in the server behind a bounded pool; the rules live here.
+//! but CPU-heavy, so it lives in the server behind a bounded pool; the rules live here, in
+//! `password` (length, the shipped list of common passwords, context words, zxcvbn feedback).
+
+pub mod device;
+pub mod throttle;
+
+mod password;
+
+pub use password::{
+    MAX_PASSWORD, MIN_PASSWORD_SINGLE_FACTOR, MIN_PASSWORD_WITH_SECOND_FACTOR, PasswordAssessment,
+    PasswordContext, PasswordRefusal, STRENGTH_CHARS, Strength, assess_password,
+    check_new_password, common_password_count, is_common_password, password_refusals, strength,
+};
 
 use crate::DomainError;
 use serde::{Deserialize, Serialize};
@@ -66,50 +78,6 @@ impl Email {
     }
 }
 
-/// Minimum length of a password that is the only factor (NIST SP 800-63B rev 4).
-pub const MIN_PASSWORD_SINGLE_FACTOR: usize = 15;
-/// Upper bound on accepted length, well above the required 64, to bound hashing work.
-pub const MAX_PASSWORD: usize = 256;
-
-/// Checks a new password: length in characters (not bytes), no composition rules, no
-/// truncation; refuses passwords made of context words (email parts, "clipcart").
-pub fn check_new_password(password: &str, context: &[&str]) -> Result<(), DomainError> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_SINGLE_FACTOR {
-        return Err(DomainError::invalid(
-            "password",
-            format!(
-                "use at least {MIN_PASSWORD_SINGLE_FACTOR} characters; a few random words work well"
-            ),
-        ));
-    }
-    if chars > MAX_PASSWORD {
-        return Err(DomainError::invalid(
-            "password",
-            format!("use at most {MAX_PASSWORD} characters"),
-        ));
-    }
-    let lowered = password.to_lowercase();
-    let mut rest = lowered.clone();
-    for word in context.iter().chain(["clipcart"].iter()) {
-        let w = word.trim().to_lowercase();
-        if w.len() >= 3 {
-            rest = rest.replace(&w, "");
-        }
-    }
-    let distinct = rest
-        .chars()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    if rest.chars().count() < 8 || distinct < 4 {
-        return Err(DomainError::invalid(
-            "password",
-            "the password is too close to your email or the site name",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,18 +91,5 @@ mod tests {
         for bad in ["", "ann", "ann@", "@x.com", "a@b", "a b@c.com", "a@.com"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn password_rules_follow_nist() {
-        assert!(check_new_password("short", &[]).is_err());
-        assert!(check_new_password("correct horse battery", &[]).is_ok());
-        // No composition rules: all lowercase letters is fine when long.
-        assert!(check_new_password("thisisalongpassphrase", &[]).is_ok());
-        // Built from context words.
-        assert!(check_new_password("clipcartclipcart1", &[]).is_err());
-        assert!(check_new_password("annexample-annexample", &["annexample"]).is_err());
-        // Unicode counts characters, not bytes.
-        assert!(check_new_password("ééééééééééééé", &[]).is_err());
     }
 }

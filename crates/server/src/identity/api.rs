@@ -3,15 +3,17 @@
 use super::service::{self, SignUp};
 use crate::platform::clock::rfc3339;
 use crate::platform::http::auth::{ApiPrincipal, bearer};
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::error::Problem;
-use crate::platform::http::extract::ApiJson;
+use crate::platform::http::extract::{ApiJson, ApiQuery};
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use clipcart_domain::DomainError;
-use clipcart_domain::identity::Role;
+use clipcart_domain::identity::{PasswordContext, Role};
+use clipcart_domain::page::PageRequest;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,16 +23,22 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(sign_up))
+        .routes(routes!(password_check))
         .routes(routes!(create_token))
         .routes(routes!(revoke_current_token))
         .routes(routes!(me))
+        .routes(routes!(list_sessions, revoke_all_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(sign_in_history))
+        .routes(routes!(unlock_sign_in))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     pub email: String,
-    /// At least 15 characters; no composition rules.
+    /// 15 to 256 characters; no composition rules. Refused when it is a common or breached
+    /// password or made from the email or name; `POST /auth/password-check` explains why.
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
     pub display_name: String,
@@ -83,6 +91,60 @@ async fn sign_up(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct PasswordCheckRequest {
+    /// The password being chosen. It is checked and forgotten: never stored or logged.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// The email it is for; parts of it must not make up the password.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The name it is for; it must not make up the password either.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordCheckResponse {
+    /// Whether sign-up would accept this password (for an account without a second factor).
+    pub accepted: bool,
+    /// zxcvbn's strength estimate on the first 100 characters: 0 (guessable) to 4 (very hard).
+    pub score: u8,
+    /// zxcvbn's warning, when it has one (only for scores up to 2). Advice, not a refusal.
+    pub warnings: Vec<String>,
+    /// zxcvbn's suggestions for a stronger password. Advice, not a refusal.
+    pub suggestions: Vec<String>,
+    /// Why sign-up would refuse this password, most pressing first; empty when accepted. The
+    /// first one is the field error sign-up answers with.
+    pub refusals: Vec<String>,
+}
+
+/// Checks a password against the password policy and estimates its strength, without creating
+/// anything: the same rules sign-up applies (length, the list of common and breached passwords,
+/// words from the email and name) plus zxcvbn's feedback.
+#[utoipa::path(post, path = "/auth/password-check", tag = "identity", request_body = PasswordCheckRequest,
+    responses((status = 200, body = PasswordCheckResponse), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn password_check(
+    ApiJson(req): ApiJson<PasswordCheckRequest>,
+) -> AppResult<Json<PasswordCheckResponse>> {
+    let mut context = PasswordContext::new();
+    if let Some(email) = &req.email {
+        context = context.email(email);
+    }
+    if let Some(name) = &req.display_name {
+        context = context.name(name);
+    }
+    let assessment = super::pages::assess_new_password(req.password, context).await?;
+    Ok(Json(PasswordCheckResponse {
+        accepted: assessment.accepted(),
+        score: assessment.strength.score,
+        refusals: assessment.refusal_messages(),
+        warnings: assessment.strength.warning.into_iter().collect(),
+        suggestions: assessment.strength.suggestions,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub email: String,
     #[schema(value_type = String, format = Password)]
@@ -97,14 +159,19 @@ pub struct TokenResponse {
     pub user_id: String,
 }
 
-/// Exchanges an email and password for an API bearer token.
+/// Exchanges an email and password for an API bearer token. Throttled per account and per
+/// client address: too many failures answer 429 with `Retry-After` (the same for an email
+/// without an account), and 100 consecutive failures lock password sign-in until an admin
+/// unlocks it.
 #[utoipa::path(post, path = "/auth/tokens", tag = "identity", request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 201, body = TokenResponse), (status = 422, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn create_token(
     State(state): State<AppState>,
+    client: ClientInfo,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> AppResult<(StatusCode, Json<TokenResponse>)> {
-    let user = service::check_password(&state, &req.email, req.password).await?;
+    let user = service::check_password(&state, &req.email, req.password, &client).await?;
     let issued = service::issue_token(&state, &user.id).await?;
     Ok((
         StatusCode::CREATED,
@@ -140,4 +207,167 @@ async fn me(ApiPrincipal(p): ApiPrincipal) -> Json<User> {
         role: p.role.as_str().into(),
         shop_id: p.shop_id,
     })
+}
+
+// ---- Sessions, sign-in history, sign-in locks ----
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub cursor: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// The session's public id (`ses_…`); not the cookie value, which is never shown.
+    pub id: String,
+    /// A short name of the device from its user agent, e.g. "Firefox on Linux".
+    pub device: String,
+    pub user_agent: String,
+    /// The client address the session was started from; empty when not known.
+    pub address: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    /// Whether this request was made with this session (never for bearer-token calls).
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<Session>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The signed-in account's active browser sessions, newest first.
+#[utoipa::path(get, path = "/me/sessions", tag = "identity", params(ListQuery),
+    responses((status = 200, body = SessionList), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> AppResult<Json<SessionList>> {
+    let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
+    let listed = service::list_sessions(&state, &p, None, &page).await?;
+    Ok(Json(SessionList {
+        items: listed
+            .items
+            .into_iter()
+            .map(|s| Session {
+                id: s.id,
+                device: s.device,
+                user_agent: s.user_agent,
+                address: s.address,
+                created_at: rfc3339(s.created_at),
+                last_seen_at: rfc3339(s.last_seen_at),
+                expires_at: rfc3339(s.expires_at),
+                current: s.current,
+            })
+            .collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// Ends one of the account's sessions at once (its cookie stops working). Another account's
+/// session answers 404.
+#[utoipa::path(delete, path = "/me/sessions/{session_id}", tag = "identity",
+    params(("session_id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    Path(session_id): Path<String>,
+) -> AppResult<StatusCode> {
+    service::revoke_session(&state, &p, &session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every browser session of the account ("sign out everywhere"); API tokens stay valid.
+#[utoipa::path(delete, path = "/me/sessions", tag = "identity",
+    responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
+async fn revoke_all_sessions(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+) -> AppResult<StatusCode> {
+    service::revoke_other_sessions(&state, &p, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignIn {
+    pub id: String,
+    pub at: String,
+    /// `success`, `wrong_password`, `throttled` (refused: too many attempts) or `locked`
+    /// (refused: password sign-in locked).
+    pub outcome: String,
+    /// The client address of the attempt.
+    pub address: String,
+    pub device: String,
+    pub user_agent: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignInList {
+    pub items: Vec<SignIn>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Password sign-in attempts on the signed-in account, newest first.
+#[utoipa::path(get, path = "/me/sign-ins", tag = "identity", params(ListQuery),
+    responses((status = 200, body = SignInList), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn sign_in_history(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> AppResult<Json<SignInList>> {
+    let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
+    let listed = service::sign_in_history(&state, &p, &page).await?;
+    Ok(Json(SignInList {
+        items: listed
+            .items
+            .into_iter()
+            .map(|e| SignIn {
+                id: e.id,
+                at: rfc3339(e.at),
+                outcome: e.outcome.as_str().into(),
+                address: e.address,
+                device: e.device,
+                user_agent: e.user_agent,
+            })
+            .collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    /// The email whose password sign-in to unlock (whether or not it has an account).
+    pub email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnlockResponse {
+    /// Whether password sign-in was locked (100 consecutive failures) before this call.
+    pub was_locked: bool,
+}
+
+/// Clears the sign-in lock, back-off and failure count of an email. Platform admins only.
+#[utoipa::path(post, path = "/admin/sign-in-locks/unlock", tag = "identity", request_body = UnlockRequest,
+    responses((status = 200, body = UnlockResponse), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+async fn unlock_sign_in(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiJson(req): ApiJson<UnlockRequest>,
+) -> AppResult<Json<UnlockResponse>> {
+    let was_locked = service::unlock_sign_in(&state, &p, &req.email).await?;
+    Ok(Json(UnlockResponse { was_locked }))
 }

@@ -5,3 +5,4 @@ pub mod pages;
 pub mod password;
 pub mod service;
 pub mod store;
+pub mod throttle;

@@ -1,7 +1,10 @@
 //! Sign-up, sign-in and sign-out pages.
 
 use super::service::{self, SignUp};
+use crate::platform::clock::human;
+use crate::platform::http::AppError;
 use crate::platform::http::auth::{PagePrincipal, cookie};
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
     FormErrors, NoFields, PageCtx, PageResult, is_local_path, render, render_with_status, see_other,
@@ -10,19 +13,35 @@ use crate::state::AppState;
 use askama::Template;
 use axum::Extension;
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clipcart_domain::identity::Role;
-use secrecy::SecretString;
+use clipcart_domain::identity::throttle::SignInOutcome;
+use clipcart_domain::identity::{PasswordAssessment, PasswordContext, Role, assess_password};
+use clipcart_domain::page::PageRequest;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/signup", get(sign_up_form).post(sign_up))
+        .route("/signup/password-strength", post(password_strength))
         .route("/signin", get(sign_in_form).post(sign_in))
         .route("/signout", post(sign_out))
+        .route("/account/security", get(security_page))
+        .route(
+            "/account/security/sessions/{session_id}/revoke",
+            post(revoke_session),
+        )
+        .route(
+            "/account/security/sessions/revoke-others",
+            post(revoke_other_sessions),
+        )
 }
 
 #[derive(Template)]
@@ -68,7 +87,7 @@ struct SignUpForm {
 async fn sign_up(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-    headers: HeaderMap,
+    client: ClientInfo,
     CsrfForm(f): CsrfForm<SignUpForm>,
 ) -> PageResult {
     let role = match f.account_type.as_str() {
@@ -87,8 +106,7 @@ async fn sign_up(
     .await;
     match result {
         Ok(user) => {
-            let token =
-                service::start_session(&state, &user.id, user_agent(&headers), None).await?;
+            let token = service::start_session_for(&state, &user.id, &client, None).await?;
             Ok(with_session(&state, &token, see_other(home_for(role))))
         }
         Err(e) => {
@@ -105,6 +123,79 @@ async fn sign_up(
             ))
         }
     }
+}
+
+/// The live strength meter under the sign-up password field: an HTML fragment that htmx swaps
+/// in as the person types. Without JavaScript the field simply has no meter; the same rules
+/// run on submit.
+#[derive(Template)]
+#[template(path = "identity/password_strength.html")]
+struct PasswordStrengthFragment {
+    empty: bool,
+    accepted: bool,
+    score: u8,
+    label: &'static str,
+    refusals: Vec<String>,
+    warning: Option<String>,
+    suggestions: Vec<String>,
+}
+
+/// The sign-up form's fields as htmx posts them (the whole form, CSRF token included).
+#[derive(Deserialize)]
+struct PasswordStrengthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+async fn password_strength(CsrfForm(f): CsrfForm<PasswordStrengthForm>) -> PageResult {
+    let empty = f.password.is_empty();
+    let context = PasswordContext::new().email(&f.email).name(&f.display_name);
+    let a = assess_new_password(SecretString::from(f.password), context).await?;
+    Ok(render(&PasswordStrengthFragment {
+        empty,
+        accepted: a.accepted(),
+        score: a.strength.score,
+        label: a.strength.label(),
+        refusals: a.refusal_messages(),
+        warning: a.strength.warning,
+        suggestions: a.strength.suggestions,
+    }))
+}
+
+/// zxcvbn costs milliseconds of CPU per call, and both the live meter and
+/// `POST /api/v1/auth/password-check` answer anyone. So checks run off the async workers, at
+/// most one per core at once; a caller waits briefly for a slot and otherwise gets 429, like
+/// the password hasher. (It belongs with the identity use cases in `service.rs`; it lives here
+/// while that file is being reworked.)
+pub(crate) async fn assess_new_password(
+    password: SecretString,
+    context: PasswordContext,
+) -> crate::platform::http::AppResult<PasswordAssessment> {
+    use crate::platform::http::AppError;
+    static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Arc::new(Semaphore::new(cores))
+    });
+    let permit = tokio::time::timeout(Duration::from_secs(2), SLOTS.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            tracing::warn!("password strength checks saturated; request refused");
+            AppError::TooManyRequests {
+                retry_after_secs: 1,
+            }
+        })?
+        .map_err(|e| AppError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(move || {
+        let assessment = assess_password(password.expose_secret(), &context, false);
+        drop(permit);
+        assessment
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.into()))
 }
 
 #[derive(Template)]
@@ -147,13 +238,13 @@ async fn sign_in(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
+    client: ClientInfo,
     CsrfForm(f): CsrfForm<SignInForm>,
 ) -> PageResult {
-    match service::check_password(&state, &f.email, SecretString::from(f.password)).await {
+    match service::check_password(&state, &f.email, SecretString::from(f.password), &client).await {
         Ok(user) => {
             let previous = cookie(&headers, state.session_cookie);
-            let token =
-                service::start_session(&state, &user.id, user_agent(&headers), previous).await?;
+            let token = service::start_session_for(&state, &user.id, &client, previous).await?;
             let role = Role::parse(&user.role)?;
             let target = if is_local_path(&f.next) {
                 f.next.as_str()
@@ -161,6 +252,35 @@ async fn sign_in(
                 home_for(role)
             };
             Ok(with_session(&state, &token, see_other(target)))
+        }
+        Err(AppError::TooManyRequests { retry_after_secs }) => {
+            // The form again, with the wait and a Retry-After header: the same for every email.
+            let minutes = retry_after_secs.div_ceil(60);
+            let wait = if retry_after_secs < 60 {
+                "a moment".to_string()
+            } else if minutes == 1 {
+                "a minute".to_string()
+            } else {
+                format!("{minutes} minutes")
+            };
+            let mut res = render_with_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                &SignInPage {
+                    ctx: PageCtx::new("Sign in", None, &csrf),
+                    errors: FormErrors {
+                        fields: vec![],
+                        general: Some(format!(
+                            "Too many sign-in attempts for this account or from your network. Try again in {wait}."
+                        )),
+                    },
+                    email: f.email,
+                    next: f.next,
+                },
+            );
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(res)
         }
         Err(e) => {
             let errors = FormErrors::from_error(&e).ok_or(e)?;
@@ -212,17 +332,131 @@ fn with_session(state: &AppState, token: &str, response: Response) -> Response {
     res
 }
 
-fn user_agent(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
 fn home_for(role: Role) -> &'static str {
     match role {
         Role::Admin => "/admin",
         Role::Seller => "/seller",
         Role::Buyer => "/",
     }
+}
+
+// ---- The account security page: sessions and sign-in history ----
+
+struct SessionItem {
+    id: String,
+    device: String,
+    address: String,
+    first_seen: String,
+    last_seen: String,
+    current: bool,
+}
+
+struct SignInItem {
+    at: String,
+    outcome: &'static str,
+    outcome_class: &'static str,
+    device: String,
+    address: String,
+}
+
+#[derive(Template)]
+#[template(path = "identity/security.html")]
+struct SecurityPage {
+    ctx: PageCtx,
+    sessions: Vec<SessionItem>,
+    sessions_truncated: bool,
+    sign_ins: Vec<SignInItem>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+async fn security_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    Query(q): Query<CursorQuery>,
+) -> PageResult {
+    let current = cookie(&headers, state.session_cookie);
+    let sessions = service::list_sessions(
+        &state,
+        &p,
+        current,
+        &PageRequest::parse(None, Some(clipcart_domain::page::MAX_LIMIT))?,
+    )
+    .await?;
+    let history =
+        service::sign_in_history(&state, &p, &PageRequest::parse(q.cursor.as_deref(), None)?)
+            .await?;
+    let address = |a: String| if a.is_empty() { "unknown".into() } else { a };
+    Ok(render(&SecurityPage {
+        ctx: PageCtx::new("Account security", Some(&p), &csrf),
+        sessions_truncated: sessions.next_cursor.is_some(),
+        sessions: sessions
+            .items
+            .into_iter()
+            .map(|s| SessionItem {
+                first_seen: human(s.created_at),
+                last_seen: human(s.last_seen_at),
+                address: address(s.address),
+                id: s.id,
+                device: s.device,
+                current: s.current,
+            })
+            .collect(),
+        sign_ins: history
+            .items
+            .into_iter()
+            .map(|e| SignInItem {
+                at: human(e.at),
+                outcome: e.outcome.label(),
+                outcome_class: match e.outcome {
+                    SignInOutcome::Success => "active",
+                    SignInOutcome::WrongPassword => "submitted",
+                    SignInOutcome::Throttled | SignInOutcome::Locked => "rejected",
+                },
+                device: e.device,
+                address: address(e.address),
+            })
+            .collect(),
+        next_cursor: history.next_cursor,
+    }))
+}
+
+/// Ends one of the signed-in person's sessions; ending the one in use signs them out.
+async fn revoke_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    Path(session_id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> PageResult {
+    let current = match cookie(&headers, state.session_cookie) {
+        Some(token) => service::session_id_of(&state, token).await?,
+        None => None,
+    };
+    service::revoke_session(&state, &p, &session_id).await?;
+    if current.as_deref() == Some(session_id.as_str()) {
+        return Ok(see_other("/signin"));
+    }
+    Ok(see_other("/account/security"))
+}
+
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> PageResult {
+    match cookie(&headers, state.session_cookie) {
+        Some(current) => {
+            service::revoke_other_sessions(&state, &p, Some(current)).await?;
+        }
+        None => return Err(AppError::Domain(clipcart_domain::DomainError::Unauthenticated).into()),
+    }
+    Ok(see_other("/account/security"))
 }

@@ -37,13 +37,14 @@ pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<UserRow> {
     if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
         errors.add("display_name", "enter a name of 1 to 80 characters");
     }
-    let local = email
-        .as_ref()
-        .map(|e| e.as_str().split('@').next().unwrap_or("").to_string())
-        .unwrap_or_default();
+    // No second factor can be enrolled before the account exists: the 15-character minimum.
+    let context = clipcart_domain::identity::PasswordContext::new()
+        .email(&input.email)
+        .name(&name);
     errors.check(check_new_password(
         input.password.expose_secret(),
-        &[&local, &name],
+        &context,
+        false,
     ));
     errors.finish()?;
     let email = email.ok_or_else(|| DomainError::invalid("email", "invalid"))?;
@@ -67,30 +68,51 @@ pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<UserRow> {
     Ok(user)
 }
 
-/// Checks an email and password; the same error whatever was wrong.
+/// Checks an email and password; the same error whatever was wrong. Throttled first (rules in
+/// `clipcart_domain::identity::throttle`): per account — named by a keyed hash of the
+/// normalised email, so an email without an account is throttled exactly like one with an
+/// account — and per client address, both in the database so that every node sees the same
+/// counts. A refusal answers 429 with Retry-After at once, without hashing. Every attempt goes
+/// into the sign-in history and the log (never the password).
 pub async fn check_password(
     state: &AppState,
     email: &str,
     password: SecretString,
+    client: &ClientInfo,
 ) -> AppResult<UserRow> {
+    let now = state.now_ms();
+    let key = sign_in_account_key(state, email);
+    let address = throttle_rules::address_bucket(client.ip);
     let user = match Email::parse(email) {
         Ok(e) => store::user_by_email(&state.db.read, e.as_str()).await?,
         Err(_) => None,
     };
-    let ok = state
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
-    match user {
-        Some(u) if ok => {
-            tracing::info!(user_id = %u.id, outcome = "success", "sign-in");
-            Ok(u)
-        }
-        _ => {
-            tracing::info!(outcome = "failure", "sign-in");
-            Err(DomainError::invalid("password", "the email or password is wrong").into())
-        }
+    // Refuse from what is stored with reads only, so a flood of refused attempts costs no
+    // reservation writes.
+    let account = throttle_store::account(&state.db.read, &key)
+        .await?
+        .unwrap_or_default();
+    let budget = throttle_store::address(&state.db.read, &address)
+        .await?
+        .unwrap_or_default();
+    if let Err(refusal) = THROTTLE
+        .check_account(&account, now)
+        .and_then(|()| THROTTLE.check_address(&budget, now))
+    {
+        return Err(refuse_sign_in(state, refusal, user.as_ref(), client, now).await);
     }
+    // Reserve, verify and settle in a task of its own: a client that disconnects cannot leave
+    // its reservation counted until the lease runs out.
+    let task = tokio::spawn(verify_reserved(
+        state.clone(),
+        key,
+        address,
+        user,
+        password,
+        client.clone(),
+        now,
+    ));
+    task.await.map_err(|e| AppError::Internal(e.into()))?
 }
 
 /// Starts a session; `previous` (the old cookie, if any) is ended so the id is always fresh.
@@ -197,4 +219,351 @@ pub async fn create_account(
         },
     )
     .await
+}
+
+// ---- Sign-in security: throttling, the sign-in history, sessions people can see and end ----
+
+use super::throttle as throttle_store;
+use crate::platform::http::client::ClientInfo;
+use clipcart_domain::identity::device;
+use clipcart_domain::identity::throttle::{
+    self as throttle_rules, POLICY as THROTTLE, Refusal, SignInOutcome,
+};
+use clipcart_domain::page::{Cursor, PageRequest};
+use hmac::{KeyInit, Mac};
+
+const SIGN_IN_EVENT_PREFIX: &str = "sgn";
+
+/// What the throttle calls an email: HMAC-SHA256, under the platform's sign-in key, of the
+/// email trimmed and lower-cased as `Email::parse` does (valid or not).
+fn sign_in_account_key(state: &AppState, email: &str) -> String {
+    let normalised = Email::parse(email)
+        .map(|e| e.as_str().to_string())
+        .unwrap_or_else(|_| email.trim().to_ascii_lowercase());
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(state.sign_in_key.expose_secret())
+        .expect("HMAC takes any key length");
+    mac.update(b"sign-in account\0");
+    mac.update(normalised.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn record_sign_in(
+    state: &AppState,
+    user_id: Option<&str>,
+    outcome: SignInOutcome,
+    client: &ClientInfo,
+    now: i64,
+) -> AppResult<()> {
+    throttle_store::insert_event(
+        &state.db.write,
+        &throttle_store::EventRow {
+            id: ids::new_id(SIGN_IN_EVENT_PREFIX),
+            user_id: user_id.map(str::to_string),
+            at: now,
+            outcome: outcome.as_str().to_string(),
+            address: client.ip.to_string(),
+            user_agent: client.user_agent.clone(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records and logs a refusal; the 429 to answer with (or the error that stopped recording it).
+async fn refuse_sign_in(
+    state: &AppState,
+    refusal: Refusal,
+    user: Option<&UserRow>,
+    client: &ClientInfo,
+    now: i64,
+) -> AppError {
+    let user_id = user.map(|u| u.id.as_str());
+    let outcome = refusal.outcome();
+    if let Err(e) = record_sign_in(state, user_id, outcome, client, now).await {
+        return e;
+    }
+    let retry_after_secs = refusal.retry_after_secs(&THROTTLE, now);
+    tracing::warn!(
+        user_id = user_id.unwrap_or("-"),
+        outcome = outcome.as_str(),
+        reason = refusal.reason(),
+        client_ip = %client.ip,
+        retry_after_secs,
+        "sign-in refused by the throttle"
+    );
+    AppError::TooManyRequests { retry_after_secs }
+}
+
+/// The part of `check_password` after the quick refusal: reserve the attempt on the account and
+/// a ticket of the address budget, verify, settle both, record.
+async fn verify_reserved(
+    state: AppState,
+    key: String,
+    address: String,
+    user: Option<UserRow>,
+    password: SecretString,
+    client: ClientInfo,
+    now: i64,
+) -> AppResult<UserRow> {
+    let db = &state.db.write;
+    if !throttle_store::reserve_account(db, &key, now, &THROTTLE).await? {
+        // Another node or request got there first; say why from the fresh state.
+        let account = throttle_store::account(db, &key).await?.unwrap_or_default();
+        let refusal = THROTTLE
+            .check_account(&account, now)
+            .err()
+            .unwrap_or(Refusal::AccountBusy);
+        return Err(refuse_sign_in(&state, refusal, user.as_ref(), &client, now).await);
+    }
+    let ticket = match throttle_store::take_address_ticket(db, &address, now, &THROTTLE).await {
+        Ok(t) => t,
+        Err(e) => {
+            throttle_store::release_account(db, &key).await?;
+            return Err(e.into());
+        }
+    };
+    if let Err(refusal) = THROTTLE.check_address_ticket(&ticket, now) {
+        throttle_store::release_account(db, &key).await?;
+        return Err(refuse_sign_in(&state, refusal, user.as_ref(), &client, now).await);
+    }
+    let verified = state
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await;
+    let ok = match verified {
+        Ok(ok) => ok,
+        Err(e) => {
+            // The hashing pool was full (or failed): not an attempt, give both back.
+            throttle_store::release_account(db, &key).await?;
+            throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
+            if let AppError::TooManyRequests { retry_after_secs } = e {
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                record_sign_in(&state, user_id, SignInOutcome::Throttled, &client, now).await?;
+                tracing::warn!(
+                    user_id = user_id.unwrap_or("-"),
+                    outcome = "throttled",
+                    reason = "hashing_pool_full",
+                    client_ip = %client.ip,
+                    retry_after_secs,
+                    "sign-in refused"
+                );
+            }
+            return Err(e);
+        }
+    };
+    match user {
+        Some(u) if ok => {
+            throttle_store::settle_success(db, &key).await?;
+            throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
+            record_sign_in(&state, Some(&u.id), SignInOutcome::Success, &client, now).await?;
+            tracing::info!(user_id = %u.id, outcome = "success", client_ip = %client.ip, "sign-in");
+            Ok(u)
+        }
+        user => {
+            let failures = throttle_store::settle_failure(db, &key, now).await?;
+            let after = THROTTLE.after_failure(failures, now);
+            throttle_store::set_back_off(db, &key, failures, after.blocked_until, after.locked)
+                .await?;
+            let user_id = user.as_ref().map(|u| u.id.as_str());
+            record_sign_in(&state, user_id, SignInOutcome::WrongPassword, &client, now).await?;
+            tracing::info!(
+                user_id = user_id.unwrap_or("-"),
+                outcome = "wrong_password",
+                consecutive_failures = failures,
+                client_ip = %client.ip,
+                "sign-in"
+            );
+            if after.locked {
+                tracing::warn!(
+                    user_id = user_id.unwrap_or("-"),
+                    consecutive_failures = failures,
+                    "password sign-in locked after too many consecutive failures; a platform admin can unlock it"
+                );
+            }
+            Err(DomainError::invalid("password", "the email or password is wrong").into())
+        }
+    }
+}
+
+/// Clears the sign-in lock, back-off and failure count of an email (known or not); platform
+/// admins only. Until password reset exists this is the way out of the 100-failure lock.
+/// Returns whether it was locked.
+pub async fn unlock_sign_in(state: &AppState, p: &Principal, email: &str) -> AppResult<bool> {
+    p.require(Role::Admin)?;
+    let key = sign_in_account_key(state, email);
+    let was = throttle_store::account(&state.db.write, &key)
+        .await?
+        .unwrap_or_default();
+    throttle_store::unlock(&state.db.write, &key).await?;
+    tracing::warn!(
+        admin_id = %p.user_id,
+        was_locked = was.locked,
+        consecutive_failures = was.failures,
+        "sign-in unlocked by an admin"
+    );
+    Ok(was.locked)
+}
+
+/// Starts a session as `start_session` does, remembering the client's address and user agent
+/// and giving the session its public id.
+pub async fn start_session_for(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+    previous: Option<&str>,
+) -> AppResult<String> {
+    if let Some(old) = previous {
+        store::delete_session(&state.db.write, &digest(old)).await?;
+    }
+    let token = ids::random_secret(20);
+    let now = state.now_ms();
+    let address = client.ip.to_string();
+    store::insert_session_from(
+        &state.db.write,
+        &store::NewSession {
+            id_hash: &digest(&token),
+            public_id: &ids::new_id(store::SESSION_ID_PREFIX),
+            user_id,
+            now,
+            expires_at: now + SESSION_ABSOLUTE_MS,
+            user_agent: &client.user_agent,
+            address: &address,
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// One page of a list and the cursor of the next.
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+fn listed<R, T>(
+    mut rows: Vec<R>,
+    page: &PageRequest,
+    cursor: impl Fn(&R) -> Cursor,
+    view: impl FnMut(R) -> T,
+) -> Listed<T> {
+    let next_cursor = if rows.len() > page.limit as usize {
+        rows.truncate(page.limit as usize);
+        rows.last().map(|r| cursor(r).encode())
+    } else {
+        None
+    };
+    Listed {
+        items: rows.into_iter().map(view).collect(),
+        next_cursor,
+    }
+}
+
+pub struct SessionView {
+    pub id: String,
+    /// "Firefox on Linux": from the user agent, a hint only.
+    pub device: String,
+    pub user_agent: String,
+    /// Empty when not known (sessions started before addresses were kept).
+    pub address: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    /// The session the request was made with.
+    pub current: bool,
+}
+
+/// The caller's live sessions, newest first; `current_token` (the cookie of this request, if
+/// any) marks the session in use.
+pub async fn list_sessions(
+    state: &AppState,
+    p: &Principal,
+    current_token: Option<&str>,
+    page: &PageRequest,
+) -> AppResult<Listed<SessionView>> {
+    let now = state.now_ms();
+    let current = match current_token {
+        Some(t) => store::session_public_id(&state.db.read, &digest(t)).await?,
+        None => None,
+    };
+    let rows =
+        store::list_sessions(&state.db.read, &p.user_id, now, now - SESSION_IDLE_MS, page).await?;
+    Ok(listed(
+        rows,
+        page,
+        |r| Cursor {
+            key: r.created_at,
+            id: r.public_id.clone(),
+        },
+        |r| SessionView {
+            current: current.as_deref() == Some(r.public_id.as_str()),
+            device: device::describe(&r.user_agent),
+            id: r.public_id,
+            user_agent: r.user_agent,
+            address: r.address,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+        },
+    ))
+}
+
+/// The public id of the session behind a cookie value, if it exists.
+pub async fn session_id_of(state: &AppState, token: &str) -> AppResult<Option<String>> {
+    Ok(store::session_public_id(&state.db.read, &digest(token)).await?)
+}
+
+/// Ends one of the caller's sessions; another user's (or no) session is "not found".
+pub async fn revoke_session(state: &AppState, p: &Principal, session_id: &str) -> AppResult<()> {
+    if !store::delete_user_session(&state.db.write, &p.user_id, session_id).await? {
+        return Err(DomainError::NotFound.into());
+    }
+    tracing::info!(user_id = %p.user_id, session_id, "session revoked by its owner");
+    Ok(())
+}
+
+/// Ends every session of the caller except the one behind `current_token` (all of them when
+/// there is none, e.g. from the API); returns how many ended.
+pub async fn revoke_other_sessions(
+    state: &AppState,
+    p: &Principal,
+    current_token: Option<&str>,
+) -> AppResult<u64> {
+    let keep = current_token.map(digest).unwrap_or_default();
+    let ended = store::delete_other_sessions(&state.db.write, &p.user_id, &keep).await?;
+    tracing::info!(user_id = %p.user_id, ended, "other sessions revoked by their owner");
+    Ok(ended)
+}
+
+pub struct SignInView {
+    pub id: String,
+    pub at: i64,
+    pub outcome: SignInOutcome,
+    pub address: String,
+    pub device: String,
+    pub user_agent: String,
+}
+
+/// The caller's own sign-in attempts, newest first.
+pub async fn sign_in_history(
+    state: &AppState,
+    p: &Principal,
+    page: &PageRequest,
+) -> AppResult<Listed<SignInView>> {
+    let rows = throttle_store::list_events(&state.db.read, &p.user_id, page).await?;
+    Ok(listed(
+        rows,
+        page,
+        |r| Cursor {
+            key: r.at,
+            id: r.id.clone(),
+        },
+        |r| SignInView {
+            outcome: SignInOutcome::parse(&r.outcome).unwrap_or(SignInOutcome::WrongPassword),
+            device: device::describe(&r.user_agent),
+            id: r.id,
+            at: r.at,
+            address: r.address,
+            user_agent: r.user_agent,
+        },
+    ))
 }

@@ -2,6 +2,8 @@
 
 use crate::platform::http::auth::Principal;
 use clipcart_domain::identity::Role;
+use clipcart_domain::ids;
+use clipcart_domain::page::PageRequest;
 use sqlx::{AnyPool, FromRow};
 
 /// No `Debug`: it carries the password hash.
@@ -79,6 +81,7 @@ pub async fn session_principal(
     .await
 }
 
+/// A session whose client address is not known (see `insert_session_from`).
 pub async fn insert_session(
     pool: &AnyPool,
     id_hash: &str,
@@ -87,18 +90,121 @@ pub async fn insert_session(
     expires_at: i64,
     user_agent: &str,
 ) -> Result<(), sqlx::Error> {
+    let s = NewSession {
+        id_hash,
+        public_id: &ids::new_id(SESSION_ID_PREFIX),
+        user_id,
+        now,
+        expires_at,
+        user_agent,
+        address: "",
+    };
+    insert_session_from(pool, &s).await
+}
+
+/// Sessions are named to their owner by a public id (`ses_…`), never by the cookie value.
+pub const SESSION_ID_PREFIX: &str = "ses";
+
+pub struct NewSession<'a> {
+    pub id_hash: &'a str,
+    pub public_id: &'a str,
+    pub user_id: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub user_agent: &'a str,
+    pub address: &'a str,
+}
+
+pub async fn insert_session_from(pool: &AnyPool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at, user_agent) \
-         VALUES ($1, $2, $3, $3, $4, $5)",
+        "INSERT INTO sessions (id_hash, public_id, user_id, created_at, last_seen_at, expires_at, user_agent, address) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
     )
-    .bind(id_hash)
-    .bind(user_id)
-    .bind(now)
-    .bind(expires_at)
-    .bind(user_agent)
+    .bind(s.id_hash)
+    .bind(s.public_id)
+    .bind(s.user_id)
+    .bind(s.now)
+    .bind(s.expires_at)
+    .bind(s.user_agent)
+    .bind(s.address)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[derive(Debug, FromRow)]
+pub struct SessionRow {
+    pub public_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub user_agent: String,
+    pub address: String,
+}
+
+/// A user's live sessions (not past their absolute end, used after `idle_cutoff`), newest
+/// first, keyset paginated (one more than the limit).
+pub async fn list_sessions(
+    pool: &AnyPool,
+    user_id: &str,
+    now: i64,
+    idle_cutoff: i64,
+    page: &PageRequest,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    let (key, id) = crate::catalog::store::after(page);
+    sqlx::query_as(
+        "SELECT public_id, created_at, last_seen_at, expires_at, user_agent, address FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 AND last_seen_at > $3 \
+           AND (created_at < $4 OR (created_at = $4 AND public_id < $5)) \
+         ORDER BY created_at DESC, public_id DESC LIMIT $6",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(idle_cutoff)
+    .bind(key)
+    .bind(id)
+    .bind(i64::from(page.limit) + 1)
+    .fetch_all(pool)
+    .await
+}
+
+/// The public id of the session behind a cookie digest.
+pub async fn session_public_id(
+    pool: &AnyPool,
+    id_hash: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT public_id FROM sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Ends one of the user's sessions; false when the user has no session with that id.
+pub async fn delete_user_session(
+    pool: &AnyPool,
+    user_id: &str,
+    public_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND public_id = $2")
+        .bind(user_id)
+        .bind(public_id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Ends every session of the user except the one with digest `keep_hash` (`""` keeps none).
+pub async fn delete_other_sessions(
+    pool: &AnyPool,
+    user_id: &str,
+    keep_hash: &str,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+        .bind(user_id)
+        .bind(keep_hash)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
 }
 
 pub async fn touch_session(pool: &AnyPool, id_hash: &str, now: i64) -> Result<(), sqlx::Error> {

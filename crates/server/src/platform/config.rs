@@ -16,6 +16,11 @@ pub struct Config {
     pub body_limit: usize,
     /// Connections in the PostgreSQL pool (SQLite uses one writer and a few readers).
     pub max_connections: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges); empty: none,
+    /// the client address is the TCP peer. See `platform::http::client`.
+    pub trusted_proxies: Vec<crate::platform::http::client::IpRange>,
+    /// Mounts the benchmark baseline routes of `platform::bench` (off unless benchmarking).
+    pub bench_routes: bool,
 }
 
 impl Config {
@@ -29,6 +34,8 @@ impl Config {
             public_url: format!("http://{bind}"),
             body_limit: 1024 * 1024,
             max_connections: 16,
+            trusted_proxies: Vec::new(),
+            bench_routes: false,
         }
     }
 

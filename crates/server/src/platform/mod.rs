@@ -1,6 +1,7 @@
 //! Everything every capability leans on: database, clock, configuration, HTTP plumbing.
 
 pub mod assets;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -8,5 +8,7 @@ mod webdriver;
 mod browser;
 mod concurrency;
 mod identity;
+mod passwords;
 mod platform;
 mod sale;
+mod sign_in_security;

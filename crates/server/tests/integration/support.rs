@@ -67,6 +67,14 @@ pub struct TestApp {
 impl TestApp {
     /// Boots a server, or returns None when this backend is not wanted or not available here.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// `spawn`, with a chance to change the configuration first (e.g. trusted proxies).
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
         if !wanted(backend) {
             eprintln!("skipping: {} not in CLIPCART_TEST_BACKENDS", backend.name());
             return None;
@@ -107,6 +115,7 @@ impl TestApp {
         let mut config = Config::local(dir.path().to_path_buf(), addr);
         config.database_url = database_url;
         config.max_connections = 20;
+        configure(&mut config);
         let state = clipcart_server::build_state(config, clock.clone())
             .await
             .expect("server state");

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every capability: the one error mapping, extractors, middleware.
 
 pub mod auth;
+pub mod client;
 pub mod csrf;
 pub mod error;
 pub mod extract;
