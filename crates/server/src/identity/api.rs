@@ -124,6 +124,7 @@ pub struct PasswordCheckResponse {
 #[utoipa::path(post, path = "/auth/password-check", tag = "identity", request_body = PasswordCheckRequest,
     responses((status = 200, body = PasswordCheckResponse), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn password_check(
+    State(state): State<AppState>,
     ApiJson(req): ApiJson<PasswordCheckRequest>,
 ) -> AppResult<Json<PasswordCheckResponse>> {
     let mut context = PasswordContext::new();
@@ -133,7 +134,7 @@ async fn password_check(
     if let Some(name) = &req.display_name {
         context = context.name(name);
     }
-    let assessment = super::pages::assess_new_password(req.password, context).await?;
+    let assessment = service::assess_new_password(&state, req.password, context).await?;
     Ok(Json(PasswordCheckResponse {
         accepted: assessment.accepted(),
         score: assessment.strength.score,

@@ -19,13 +19,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clipcart_domain::identity::throttle::SignInOutcome;
-use clipcart_domain::identity::{PasswordAssessment, PasswordContext, Role, assess_password};
+use clipcart_domain::identity::{PasswordContext, Role};
 use clipcart_domain::page::PageRequest;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
-use tokio::sync::Semaphore;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -151,10 +148,13 @@ struct PasswordStrengthForm {
     display_name: String,
 }
 
-async fn password_strength(CsrfForm(f): CsrfForm<PasswordStrengthForm>) -> PageResult {
+async fn password_strength(
+    State(state): State<AppState>,
+    CsrfForm(f): CsrfForm<PasswordStrengthForm>,
+) -> PageResult {
     let empty = f.password.is_empty();
     let context = PasswordContext::new().email(&f.email).name(&f.display_name);
-    let a = assess_new_password(SecretString::from(f.password), context).await?;
+    let a = service::assess_new_password(&state, SecretString::from(f.password), context).await?;
     Ok(render(&PasswordStrengthFragment {
         empty,
         accepted: a.accepted(),
@@ -164,38 +164,6 @@ async fn password_strength(CsrfForm(f): CsrfForm<PasswordStrengthForm>) -> PageR
         warning: a.strength.warning,
         suggestions: a.strength.suggestions,
     }))
-}
-
-/// zxcvbn costs milliseconds of CPU per call, and both the live meter and
-/// `POST /api/v1/auth/password-check` answer anyone. So checks run off the async workers, at
-/// most one per core at once; a caller waits briefly for a slot and otherwise gets 429, like
-/// the password hasher. (It belongs with the identity use cases in `service.rs`; it lives here
-/// while that file is being reworked.)
-pub(crate) async fn assess_new_password(
-    password: SecretString,
-    context: PasswordContext,
-) -> crate::platform::http::AppResult<PasswordAssessment> {
-    use crate::platform::http::AppError;
-    static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Arc::new(Semaphore::new(cores))
-    });
-    let permit = tokio::time::timeout(Duration::from_secs(2), SLOTS.clone().acquire_owned())
-        .await
-        .map_err(|_| {
-            tracing::warn!("password strength checks saturated; request refused");
-            AppError::TooManyRequests {
-                retry_after_secs: 1,
-            }
-        })?
-        .map_err(|e| AppError::Internal(e.into()))?;
-    tokio::task::spawn_blocking(move || {
-        let assessment = assess_password(password.expose_secret(), &context, false);
-        drop(permit);
-        assessment
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.into()))
 }
 
 #[derive(Template)]

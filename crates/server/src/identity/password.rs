@@ -1,6 +1,7 @@
 //! argon2id hashing (the crate's defaults: m=19456 KiB, t=2, p=1, PHC strings) on a bounded
 //! pool: at most one hash per core runs at once and a caller waits briefly for a slot, so a
-//! flood of sign-ins is refused quickly (429) instead of exhausting memory and CPU.
+//! flood of sign-ins is refused quickly (429) instead of exhausting memory and CPU. The same
+//! pool runs the other CPU-heavy password work (zxcvbn strength estimation).
 
 use crate::platform::http::AppError;
 use argon2::Argon2;
@@ -34,14 +35,15 @@ impl PasswordHasher {
         })
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs CPU-heavy password work off the async workers, within the pool's bound.
+    pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| {
-                tracing::warn!("password hashing pool saturated; request refused");
+                tracing::warn!("password pool saturated; request refused");
                 AppError::TooManyRequests {
                     retry_after_secs: 1,
                 }

@@ -567,3 +567,18 @@ pub async fn sign_in_history(
         },
     ))
 }
+
+/// Judges a new password (blocklist, context words, zxcvbn) on the password pool: zxcvbn costs
+/// milliseconds of CPU and the live meter and the check endpoint answer anyone.
+pub async fn assess_new_password(
+    state: &AppState,
+    password: SecretString,
+    context: clipcart_domain::identity::PasswordContext,
+) -> AppResult<clipcart_domain::identity::PasswordAssessment> {
+    state
+        .hasher
+        .run(move || {
+            clipcart_domain::identity::assess_password(password.expose_secret(), &context, false)
+        })
+        .await
+}

@@ -104,8 +104,10 @@ async fn problems_and_limits(app: TestApp) {
         .expect("post");
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = json!({"email": "x".repeat(2 * 1024 * 1024), "password": "y"});
-    let res = app
-        .http
+    // The server answers 413 without reading the rest and closes that connection: use a client
+    // of its own so the shared pool never reuses it.
+    let once = reqwest::Client::new();
+    let res = once
         .post(app.url("/api/v1/auth/tokens"))
         .json(&huge)
         .send()
@@ -116,15 +118,21 @@ async fn problems_and_limits(app: TestApp) {
         res.json::<Value>().await.expect("json")["type"],
         "/docs/problems#payload-too-large"
     );
+    let buyer = app.buyer().await;
     let res = app
         .http
-        .post(app.url("/api/v1/auth/signup"))
+        .post(app.url("/api/v1/cart/items"))
+        .bearer_auth(&buyer.token)
         .header("Idempotency-Key", "x".repeat(300))
-        .json(&json!({}))
+        .json(&json!({"variant_id": "var_x", "quantity": 1}))
         .send()
         .await
         .expect("post");
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["errors"][0]["field"],
+        "Idempotency-Key"
+    );
     // Deeply nested JSON is refused by the parser's depth limit, not by a crash.
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let res = app
