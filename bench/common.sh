@@ -148,3 +148,15 @@ machine_summary() {
   echo "disk under $BENCH_TMP_PARENT ($(findmnt -no SOURCE,FSTYPE -T "$BENCH_TMP_PARENT" 2>/dev/null)):"
   bash "$ROOT/bench/fsync_rate.sh" "$BENCH_TMP_PARENT" 5 | sed 's/^/  /'
 }
+
+# prepare_run: tools present, clean-up on exit, the release binary (unless BUILD=0), a work dir.
+prepare_run() {
+  need wrk "install it with: apt-get install -y wrk"
+  need curl "install it with: apt-get install -y curl"
+  need python3 "install it with: apt-get install -y python3"
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  if ((BUILD)); then build_release; fi
+  [[ -x "$BIN" ]] || die "$BIN is missing: build it or drop --no-build"
+  make_workdir
+}

@@ -41,15 +41,7 @@ while (($#)); do
   esac
 done
 
-need wrk "install it with: apt-get install -y wrk"
-need curl "install it with: apt-get install -y curl"
-need python3 "install it with: apt-get install -y python3"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-((BUILD)) && build_release
-[[ -x "$BIN" ]] || die "$BIN is missing: build it or drop --no-build"
-make_workdir
+prepare_run
 RAW="$WORK/raw.tsv"
 printf 'backend\tscenario\trun\troute\treq_per_s\tp50_ms\tp99_ms\tmax_ms\terrors\tnon_2xx\tcpu_us_per_req\tloadavg\n' >"$RAW"
 SIZES="$WORK/sizes.tsv"

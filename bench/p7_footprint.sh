@@ -39,15 +39,7 @@ while (($#)); do
   esac
 done
 
-need wrk "install it with: apt-get install -y wrk"
-need curl "install it with: apt-get install -y curl"
-need python3 "install it with: apt-get install -y python3"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-((BUILD)) && build_release
-[[ -x "$BIN" ]] || die "$BIN is missing: build it or drop --no-build"
-make_workdir
+prepare_run
 RAW="$WORK/raw.tsv"
 printf 'backend\trun\tfirst_start_ms\tfirst_idle_rss_mb\trestart_ms\tidle_rss_mb\tidle_rss_anon_mb\tload_req_per_s\trss_after_load_mb\tidle_rss_after_signins_mb\tpeak_rss_mb\n' >"$RAW"
 
