@@ -3,6 +3,7 @@
 //! `password` (length, the shipped list of common passwords, context words, zxcvbn feedback).
 
 pub mod device;
+pub mod second_factor;
 pub mod throttle;
 
 mod password;

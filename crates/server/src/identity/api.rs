@@ -31,6 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_session))
         .routes(routes!(sign_in_history))
         .routes(routes!(unlock_sign_in))
+        .routes(routes!(start_totp, disable_totp))
+        .routes(routes!(confirm_totp))
+        .routes(routes!(regenerate_recovery_codes))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -150,6 +153,11 @@ pub struct TokenRequest {
     pub email: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// For accounts with two-factor authentication: a current code from the authenticator
+    /// app (6 digits, each usable once) or an unused recovery code.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub otp: Option<SecretString>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -163,16 +171,21 @@ pub struct TokenResponse {
 /// Exchanges an email and password for an API bearer token. Throttled per account and per
 /// client address: too many failures answer 429 with `Retry-After` (the same for an email
 /// without an account), and 100 consecutive failures lock password sign-in until an admin
-/// unlocks it.
+/// unlocks it. An account with two-factor authentication also needs `otp`: without it the
+/// answer is 401 `second-factor-required`; a wrong one answers like a wrong password.
 #[utoipa::path(post, path = "/auth/tokens", tag = "identity", request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 422, body = Problem),
+    responses((status = 201, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem),
         (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 async fn create_token(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> AppResult<(StatusCode, Json<TokenResponse>)> {
-    let user = service::check_password(&state, &req.email, req.password, &client).await?;
+    let user =
+        match service::check_password(&state, &req.email, req.password, req.otp, &client).await? {
+            service::SignIn::Complete { user, .. } => user,
+            service::SignIn::SecondFactorRequired(_) => return Err(AppError::SecondFactorRequired),
+        };
     let issued = service::issue_token(&state, &user.id).await?;
     Ok((
         StatusCode::CREATED,
@@ -371,4 +384,104 @@ async fn unlock_sign_in(
 ) -> AppResult<Json<UnlockResponse>> {
     let was_locked = service::unlock_sign_in(&state, &p, &req.email).await?;
     Ok(Json(UnlockResponse { was_locked }))
+}
+
+// ---- Two-factor authentication: TOTP and recovery codes ----
+
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The seed in base32, for typing into an authenticator app by hand.
+    pub secret: String,
+    /// The `otpauth://totp/...` URI (what the QR code on the security page holds).
+    pub otpauth_uri: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// A current 6-digit code from the authenticator app (or, to turn off or regenerate, an
+    /// unused recovery code).
+    #[schema(value_type = String, format = Password)]
+    pub code: SecretString,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten single-use codes, shown only now: Clipcart keeps only their digests.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Starts TOTP enrolment: a new seed and its otpauth URI. The factor is not active until
+/// confirmed with a code; starting again replaces an unconfirmed seed. 409 when already on.
+#[utoipa::path(post, path = "/me/totp", tag = "identity",
+    responses((status = 201, body = TotpEnrolment), (status = 401, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+async fn start_totp(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+) -> AppResult<(StatusCode, Json<TotpEnrolment>)> {
+    use secrecy::ExposeSecret;
+    let e = super::second_factor::start_enrolment(&state, &p).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TotpEnrolment {
+            secret: e.secret.expose_secret().to_string(),
+            otpauth_uri: e.uri.expose_secret().to_string(),
+        }),
+    ))
+}
+
+/// Confirms TOTP enrolment with a current code: two-factor authentication is on from now, and
+/// the answer carries the recovery codes (shown once).
+#[utoipa::path(post, path = "/me/totp/confirm", tag = "identity", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> AppResult<Json<RecoveryCodes>> {
+    use secrecy::ExposeSecret;
+    let codes =
+        super::second_factor::confirm_enrolment(&state, &p, req.code.expose_secret()).await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+/// Turns two-factor authentication off (the TOTP seed and every recovery code are deleted).
+/// Needs a current code or an unused recovery code.
+#[utoipa::path(delete, path = "/me/totp", tag = "identity", request_body = CodeRequest,
+    responses((status = 204), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn disable_totp(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> AppResult<StatusCode> {
+    use secrecy::ExposeSecret;
+    super::second_factor::disable(&state, &p, req.code.expose_secret()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the recovery codes with a new set (the old ones stop working). Needs a current
+/// code or an unused recovery code.
+#[utoipa::path(post, path = "/me/recovery-codes", tag = "identity", request_body = CodeRequest,
+    responses((status = 201, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> AppResult<(StatusCode, Json<RecoveryCodes>)> {
+    use secrecy::ExposeSecret;
+    let codes =
+        super::second_factor::regenerate_recovery_codes(&state, &p, req.code.expose_secret())
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RecoveryCodes {
+            recovery_codes: codes,
+        }),
+    ))
 }

@@ -3,6 +3,8 @@
 pub mod api;
 pub mod pages;
 pub mod password;
+pub mod second_factor;
+pub mod second_factor_store;
 pub mod service;
 pub mod store;
 pub mod throttle;

@@ -1,5 +1,6 @@
 //! Sign-up, sign-in and sign-out pages.
 
+use super::second_factor;
 use super::service::{self, SignUp};
 use crate::platform::clock::human;
 use crate::platform::http::AppError;
@@ -29,6 +30,11 @@ pub fn router() -> Router<AppState> {
         .route("/signup", get(sign_up_form).post(sign_up))
         .route("/signup/password-strength", post(password_strength))
         .route("/signin", get(sign_in_form).post(sign_in))
+        .route("/signin/code", post(sign_in_code))
+        .route("/account/security/totp/start", post(totp_start))
+        .route("/account/security/totp/confirm", post(totp_confirm))
+        .route("/account/security/totp/disable", post(totp_disable))
+        .route("/account/security/recovery-codes", post(recovery_codes))
         .route("/signout", post(sign_out))
         .route("/account/security", get(security_page))
         .route(
@@ -103,7 +109,7 @@ async fn sign_up(
     .await;
     match result {
         Ok(user) => {
-            let token = service::start_session_for(&state, &user.id, &client, None).await?;
+            let token = service::start_session_for(&state, &user.id, &client, None, false).await?;
             Ok(with_session(&state, &token, see_other(home_for(role))))
         }
         Err(e) => {
@@ -209,17 +215,32 @@ async fn sign_in(
     client: ClientInfo,
     CsrfForm(f): CsrfForm<SignInForm>,
 ) -> PageResult {
-    match service::check_password(&state, &f.email, SecretString::from(f.password), &client).await {
-        Ok(user) => {
+    let checked = service::check_password(
+        &state,
+        &f.email,
+        SecretString::from(f.password),
+        None,
+        &client,
+    )
+    .await;
+    match checked {
+        Ok(service::SignIn::Complete {
+            user,
+            second_factor,
+        }) => {
             let previous = cookie(&headers, state.session_cookie);
-            let token = service::start_session_for(&state, &user.id, &client, previous).await?;
-            let role = Role::parse(&user.role)?;
-            let target = if is_local_path(&f.next) {
-                f.next.as_str()
-            } else {
-                home_for(role)
-            };
-            Ok(with_session(&state, &token, see_other(target)))
+            signed_in(&state, &user, &client, previous, second_factor, &f.next).await
+        }
+        Ok(service::SignIn::SecondFactorRequired(user)) => {
+            // The password was right: remember that on the server (not in the form) for a
+            // few minutes, and ask for the code.
+            let pending = service::start_pending_second_factor(&state, &user.id).await?;
+            Ok(render(&SignInCodePage {
+                ctx: PageCtx::new("Two-factor authentication", None, &csrf),
+                errors: FormErrors::default(),
+                pending,
+                next: f.next,
+            }))
         }
         Err(AppError::TooManyRequests { retry_after_secs }) => {
             // The form again, with the wait and a Retry-After header: the same for every email.
@@ -258,6 +279,114 @@ async fn sign_in(
                     ctx: PageCtx::new("Sign in", None, &csrf),
                     errors,
                     email: f.email,
+                    next: f.next,
+                },
+            ))
+        }
+    }
+}
+
+async fn signed_in(
+    state: &AppState,
+    user: &super::store::UserRow,
+    client: &ClientInfo,
+    previous: Option<&str>,
+    second_factor: bool,
+    next: &str,
+) -> PageResult {
+    let token =
+        service::start_session_for(state, &user.id, client, previous, second_factor).await?;
+    let role = Role::parse(&user.role)?;
+    let target = if is_local_path(next) {
+        next
+    } else {
+        home_for(role)
+    };
+    Ok(with_session(state, &token, see_other(target)))
+}
+
+/// The second step of signing in to an account with two-factor authentication.
+#[derive(Template)]
+#[template(path = "identity/signin_code.html")]
+struct SignInCodePage {
+    ctx: PageCtx,
+    errors: FormErrors,
+    /// The opaque id of the pending sign-in (its digest is what the server keeps).
+    pending: String,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct SignInCodeForm {
+    #[serde(default)]
+    pending: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn sign_in_code(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    CsrfForm(f): CsrfForm<SignInCodeForm>,
+) -> PageResult {
+    let checked =
+        service::check_pending_code(&state, &f.pending, SecretString::from(f.code), &client).await;
+    match checked {
+        Ok(Some(user)) => {
+            let previous = cookie(&headers, state.session_cookie);
+            signed_in(&state, &user, &client, previous, true, &f.next).await
+        }
+        Ok(None) => Ok(render_with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &SignInPage {
+                ctx: PageCtx::new("Sign in", None, &csrf),
+                errors: FormErrors {
+                    fields: vec![],
+                    general: Some(
+                        "That sign-in took too long or was already finished. Please sign in again."
+                            .into(),
+                    ),
+                },
+                email: String::new(),
+                next: f.next,
+            },
+        )),
+        Err(AppError::TooManyRequests { retry_after_secs }) => {
+            let mut res = render_with_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                &SignInCodePage {
+                    ctx: PageCtx::new("Two-factor authentication", None, &csrf),
+                    errors: FormErrors {
+                        fields: vec![],
+                        general: Some(
+                            "Too many attempts for this account or from your network. Try again later."
+                                .into(),
+                        ),
+                    },
+                    pending: f.pending,
+                    next: f.next,
+                },
+            );
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            FormErrors::from_error(&e).ok_or(e)?;
+            Ok(render_with_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &SignInCodePage {
+                    ctx: PageCtx::new("Two-factor authentication", None, &csrf),
+                    errors: FormErrors {
+                        fields: vec![],
+                        general: Some("That code is wrong, expired or was already used.".into()),
+                    },
+                    pending: f.pending,
                     next: f.next,
                 },
             ))
@@ -335,6 +464,21 @@ struct SecurityPage {
     sessions_truncated: bool,
     sign_ins: Vec<SignInItem>,
     next_cursor: Option<String>,
+    two_factor: TwoFactorView,
+}
+
+/// The "Two-factor authentication" section.
+#[derive(Default)]
+struct TwoFactorView {
+    active: bool,
+    recovery_codes_left: i64,
+    /// While an enrolment waits for its code: the seed (base32) and the QR code (inline SVG).
+    enrol_secret: Option<String>,
+    enrol_qr_svg: String,
+    /// Recovery codes just made: shown this once.
+    new_recovery_codes: Vec<String>,
+    /// What was wrong with the last code typed, if anything.
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -349,7 +493,46 @@ async fn security_page(
     PagePrincipal(p): PagePrincipal,
     Query(q): Query<CursorQuery>,
 ) -> PageResult {
-    let current = cookie(&headers, state.session_cookie);
+    render_security(
+        &state,
+        &csrf,
+        &headers,
+        &p,
+        q.cursor.as_deref(),
+        Vec::new(),
+        None,
+    )
+    .await
+}
+
+async fn render_security(
+    state: &AppState,
+    csrf: &CsrfToken,
+    headers: &HeaderMap,
+    p: &crate::platform::http::auth::Principal,
+    cursor: Option<&str>,
+    new_recovery_codes: Vec<String>,
+    code_error: Option<String>,
+) -> PageResult {
+    use secrecy::ExposeSecret;
+    let state = state.clone();
+    let status = second_factor::status(&state, &p.user_id).await?;
+    let mut two_factor = TwoFactorView {
+        active: status.active,
+        recovery_codes_left: status.recovery_codes_left,
+        new_recovery_codes,
+        ..TwoFactorView::default()
+    };
+    if let Some(e) = second_factor::pending_enrolment(&state, p).await? {
+        two_factor.enrol_qr_svg = e.qr_svg()?;
+        two_factor.enrol_secret = Some(e.secret.expose_secret().to_string());
+    }
+    two_factor.error = code_error;
+    let q = CursorQuery {
+        cursor: cursor.map(str::to_string),
+    };
+    let p = p.clone();
+    let current = cookie(headers, state.session_cookie);
     let sessions = service::list_sessions(
         &state,
         &p,
@@ -361,38 +544,122 @@ async fn security_page(
         service::sign_in_history(&state, &p, &PageRequest::parse(q.cursor.as_deref(), None)?)
             .await?;
     let address = |a: String| if a.is_empty() { "unknown".into() } else { a };
-    Ok(render(&SecurityPage {
-        ctx: PageCtx::new("Account security", Some(&p), &csrf),
-        sessions_truncated: sessions.next_cursor.is_some(),
-        sessions: sessions
-            .items
-            .into_iter()
-            .map(|s| SessionItem {
-                first_seen: human(s.created_at),
-                last_seen: human(s.last_seen_at),
-                address: address(s.address),
-                id: s.id,
-                device: s.device,
-                current: s.current,
-            })
-            .collect(),
-        sign_ins: history
-            .items
-            .into_iter()
-            .map(|e| SignInItem {
-                at: human(e.at),
-                outcome: e.outcome.label(),
-                outcome_class: match e.outcome {
-                    SignInOutcome::Success => "active",
-                    SignInOutcome::WrongPassword => "submitted",
-                    SignInOutcome::Throttled | SignInOutcome::Locked => "rejected",
-                },
-                device: e.device,
-                address: address(e.address),
-            })
-            .collect(),
-        next_cursor: history.next_cursor,
-    }))
+    let status = if two_factor.error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok(render_with_status(
+        status,
+        &SecurityPage {
+            two_factor,
+            ctx: PageCtx::new("Account security", Some(&p), csrf),
+            sessions_truncated: sessions.next_cursor.is_some(),
+            sessions: sessions
+                .items
+                .into_iter()
+                .map(|s| SessionItem {
+                    first_seen: human(s.created_at),
+                    last_seen: human(s.last_seen_at),
+                    address: address(s.address),
+                    id: s.id,
+                    device: s.device,
+                    current: s.current,
+                })
+                .collect(),
+            sign_ins: history
+                .items
+                .into_iter()
+                .map(|e| SignInItem {
+                    at: human(e.at),
+                    outcome: e.outcome.label(),
+                    outcome_class: match e.outcome {
+                        SignInOutcome::Success => "active",
+                        SignInOutcome::WrongPassword => "submitted",
+                        SignInOutcome::Throttled | SignInOutcome::Locked => "rejected",
+                    },
+                    device: e.device,
+                    address: address(e.address),
+                })
+                .collect(),
+            next_cursor: history.next_cursor,
+        },
+    ))
+}
+
+// ---- Two-factor authentication on the security page ----
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+/// A second-factor action's outcome on the page: field errors are shown in the 2FA section.
+async fn after_code_action(
+    state: &AppState,
+    csrf: &CsrfToken,
+    headers: &HeaderMap,
+    p: &crate::platform::http::auth::Principal,
+    result: Result<Vec<String>, AppError>,
+) -> PageResult {
+    match result {
+        Ok(codes) if codes.is_empty() => Ok(see_other("/account/security#two-factor")),
+        Ok(codes) => render_security(state, csrf, headers, p, None, codes, None).await,
+        Err(e) => {
+            let errors = FormErrors::from_error(&e).ok_or(e)?;
+            let message = errors
+                .fields
+                .first()
+                .map(|f| f.message.clone())
+                .unwrap_or_else(|| "that code did not work".into());
+            render_security(state, csrf, headers, p, None, Vec::new(), Some(message)).await
+        }
+    }
+}
+
+async fn totp_start(
+    State(state): State<AppState>,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> PageResult {
+    second_factor::start_enrolment(&state, &p).await?;
+    Ok(see_other("/account/security#two-factor"))
+}
+
+async fn totp_confirm(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(f): CsrfForm<CodeForm>,
+) -> PageResult {
+    let result = second_factor::confirm_enrolment(&state, &p, &f.code).await;
+    after_code_action(&state, &csrf, &headers, &p, result).await
+}
+
+async fn totp_disable(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(f): CsrfForm<CodeForm>,
+) -> PageResult {
+    let result = second_factor::disable(&state, &p, &f.code)
+        .await
+        .map(|()| Vec::new());
+    after_code_action(&state, &csrf, &headers, &p, result).await
+}
+
+async fn recovery_codes(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(f): CsrfForm<CodeForm>,
+) -> PageResult {
+    let result = second_factor::regenerate_recovery_codes(&state, &p, &f.code).await;
+    after_code_action(&state, &csrf, &headers, &p, result).await
 }
 
 /// Ends one of the signed-in person's sessions; ending the one in use signs them out.

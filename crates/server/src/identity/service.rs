@@ -74,19 +74,100 @@ pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<UserRow> {
 /// account — and per client address, both in the database so that every node sees the same
 /// counts. A refusal answers 429 with Retry-After at once, without hashing. Every attempt goes
 /// into the sign-in history and the log (never the password).
+///
+/// With a second factor: a right password without `otp` settles nothing (neither a success,
+/// which would reset the failure count, nor a failure) and answers `SecondFactorRequired`; a
+/// wrong `otp` counts as a failure exactly like a wrong password and answers the same.
 pub async fn check_password(
     state: &AppState,
     email: &str,
     password: SecretString,
+    otp: Option<SecretString>,
     client: &ClientInfo,
-) -> AppResult<UserRow> {
-    let now = state.now_ms();
-    let key = sign_in_account_key(state, email);
-    let address = throttle_rules::address_bucket(client.ip);
+) -> AppResult<SignIn> {
     let user = match Email::parse(email) {
         Ok(e) => store::user_by_email(&state.db.read, e.as_str()).await?,
         Err(_) => None,
     };
+    throttled_attempt(
+        state,
+        email,
+        user,
+        Attempt::Password { password, otp },
+        client,
+    )
+    .await
+}
+
+/// What a password (and maybe code) proved.
+pub enum SignIn {
+    /// Signed in; `second_factor` when a second factor was proved too.
+    Complete { user: UserRow, second_factor: bool },
+    /// The password was right, and the account needs its second factor before anything starts.
+    SecondFactorRequired(UserRow),
+}
+
+enum Attempt {
+    Password {
+        password: SecretString,
+        otp: Option<SecretString>,
+    },
+    /// The second step of a page sign-in: the code alone, the password having been proved.
+    Code(SecretString),
+}
+
+/// The second step of a page sign-in: a code for the sign-in pending under `pending_id`
+/// (opaque, from a hidden field). Throttled and counted like a password. `Ok(None)` when the
+/// pending sign-in is unknown or expired (start again).
+pub async fn check_pending_code(
+    state: &AppState,
+    pending_id: &str,
+    code: SecretString,
+    client: &ClientInfo,
+) -> AppResult<Option<UserRow>> {
+    let hash = digest(pending_id);
+    let Some(user_id) = sf_store::pending_user(&state.db.write, &hash, state.now_ms()).await?
+    else {
+        return Ok(None);
+    };
+    let Some(user) = store::user_by_id(&state.db.write, &user_id).await? else {
+        return Ok(None);
+    };
+    let email = user.email.clone();
+    match throttled_attempt(state, &email, Some(user), Attempt::Code(code), client).await? {
+        SignIn::Complete { user, .. } => {
+            sf_store::delete_pending(&state.db.write, &hash).await?;
+            Ok(Some(user))
+        }
+        SignIn::SecondFactorRequired(_) => Ok(None),
+    }
+}
+
+/// Remembers a page sign-in whose password was right; returns the opaque id for the code form.
+pub async fn start_pending_second_factor(state: &AppState, user_id: &str) -> AppResult<String> {
+    let id = ids::random_secret(20);
+    let now = state.now_ms();
+    sf_store::insert_pending(
+        &state.db.write,
+        &digest(&id),
+        user_id,
+        now,
+        now + clipcart_domain::identity::second_factor::PENDING_SECOND_FACTOR_MS,
+    )
+    .await?;
+    Ok(id)
+}
+
+async fn throttled_attempt(
+    state: &AppState,
+    email: &str,
+    user: Option<UserRow>,
+    attempt: Attempt,
+    client: &ClientInfo,
+) -> AppResult<SignIn> {
+    let now = state.now_ms();
+    let key = sign_in_account_key(state, email);
+    let address = throttle_rules::address_bucket(client.ip);
     // Refuse from what is stored with reads only, so a flood of refused attempts costs no
     // reservation writes.
     let account = throttle_store::account(&state.db.read, &key)
@@ -108,7 +189,7 @@ pub async fn check_password(
         key,
         address,
         user,
-        password,
+        attempt,
         client.clone(),
         now,
     ));
@@ -223,6 +304,8 @@ pub async fn create_account(
 
 // ---- Sign-in security: throttling, the sign-in history, sessions people can see and end ----
 
+use super::second_factor;
+use super::second_factor_store as sf_store;
 use super::throttle as throttle_store;
 use crate::platform::http::client::ClientInfo;
 use clipcart_domain::identity::device;
@@ -301,10 +384,10 @@ async fn verify_reserved(
     key: String,
     address: String,
     user: Option<UserRow>,
-    password: SecretString,
+    attempt: Attempt,
     client: ClientInfo,
     now: i64,
-) -> AppResult<UserRow> {
+) -> AppResult<SignIn> {
     let db = &state.db.write;
     if !throttle_store::reserve_account(db, &key, now, &THROTTLE).await? {
         // Another node or request got there first; say why from the fresh state.
@@ -326,10 +409,20 @@ async fn verify_reserved(
         throttle_store::release_account(db, &key).await?;
         return Err(refuse_sign_in(&state, refusal, user.as_ref(), &client, now).await);
     }
-    let verified = state
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await;
+    let (password, otp) = match attempt {
+        Attempt::Password { password, otp } => (Some(password), otp),
+        Attempt::Code(code) => (None, Some(code)),
+    };
+    let verified = match password {
+        Some(password) => {
+            state
+                .hasher
+                .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+                .await
+        }
+        // Only reached with the user of a pending sign-in whose password was proved.
+        None => Ok(user.is_some()),
+    };
     let ok = match verified {
         Ok(ok) => ok,
         Err(e) => {
@@ -351,13 +444,37 @@ async fn verify_reserved(
             return Err(e);
         }
     };
+    // The second factor, once the password is right: none needed, missing, right or wrong.
+    let second = match &user {
+        Some(u) if ok && second_factor::is_active(&state, &u.id).await? => match &otp {
+            None => Some(false),
+            Some(code) => {
+                Some(second_factor::verify_code(&state, &u.id, code.expose_secret()).await?)
+            }
+        },
+        _ => None,
+    };
+    if second == Some(false)
+        && otp.is_none()
+        && let Some(u) = user
+    {
+        // Neither a success nor a failure: give the reservation and the ticket back.
+        throttle_store::release_account(db, &key).await?;
+        throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
+        tracing::info!(user_id = %u.id, outcome = "second_factor_required", client_ip = %client.ip, "sign-in");
+        return Ok(SignIn::SecondFactorRequired(u));
+    }
+    let ok = ok && second != Some(false);
     match user {
         Some(u) if ok => {
             throttle_store::settle_success(db, &key).await?;
             throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
             record_sign_in(&state, Some(&u.id), SignInOutcome::Success, &client, now).await?;
-            tracing::info!(user_id = %u.id, outcome = "success", client_ip = %client.ip, "sign-in");
-            Ok(u)
+            tracing::info!(user_id = %u.id, outcome = "success", second_factor = second.is_some(), client_ip = %client.ip, "sign-in");
+            Ok(SignIn::Complete {
+                user: u,
+                second_factor: second.is_some(),
+            })
         }
         user => {
             let failures = throttle_store::settle_failure(db, &key, now).await?;
@@ -365,10 +482,13 @@ async fn verify_reserved(
             throttle_store::set_back_off(db, &key, failures, after.blocked_until, after.locked)
                 .await?;
             let user_id = user.as_ref().map(|u| u.id.as_str());
+            // A wrong second-factor code is recorded as a wrong password: the same answer,
+            // the same count (the history's outcomes are fixed by 0002's CHECK constraint).
             record_sign_in(&state, user_id, SignInOutcome::WrongPassword, &client, now).await?;
             tracing::info!(
                 user_id = user_id.unwrap_or("-"),
                 outcome = "wrong_password",
+                second_factor_failed = second == Some(false),
                 consecutive_failures = failures,
                 client_ip = %client.ip,
                 "sign-in"
@@ -406,11 +526,14 @@ pub async fn unlock_sign_in(state: &AppState, p: &Principal, email: &str) -> App
 
 /// Starts a session as `start_session` does, remembering the client's address and user agent
 /// and giving the session its public id.
+/// `second_factor` says whether a second factor was proved at this sign-in (its time is kept
+/// on the session as `second_factor_at` for step-up).
 pub async fn start_session_for(
     state: &AppState,
     user_id: &str,
     client: &ClientInfo,
     previous: Option<&str>,
+    second_factor: bool,
 ) -> AppResult<String> {
     if let Some(old) = previous {
         store::delete_session(&state.db.write, &digest(old)).await?;
@@ -428,6 +551,7 @@ pub async fn start_session_for(
             expires_at: now + SESSION_ABSOLUTE_MS,
             user_agent: &client.user_agent,
             address: &address,
+            second_factor_at: if second_factor { now } else { 0 },
         },
     )
     .await?;

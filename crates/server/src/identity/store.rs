@@ -42,6 +42,15 @@ pub async fn user_by_email(pool: &AnyPool, email: &str) -> Result<Option<UserRow
     .await
 }
 
+pub async fn user_by_id(pool: &AnyPool, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, password_hash, display_name, role, created_at FROM users WHERE id = $1 AND disabled = 0",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
 #[derive(Debug, FromRow)]
 pub struct PrincipalRow {
     pub user_id: String,
@@ -98,6 +107,7 @@ pub async fn insert_session(
         expires_at,
         user_agent,
         address: "",
+        second_factor_at: 0,
     };
     insert_session_from(pool, &s).await
 }
@@ -113,12 +123,14 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     pub user_agent: &'a str,
     pub address: &'a str,
+    /// When a second factor was proved for this session (0: not at this sign-in).
+    pub second_factor_at: i64,
 }
 
 pub async fn insert_session_from(pool: &AnyPool, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (id_hash, public_id, user_id, created_at, last_seen_at, expires_at, user_agent, address) \
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+        "INSERT INTO sessions (id_hash, public_id, user_id, created_at, last_seen_at, expires_at, user_agent, address, second_factor_at) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
     )
     .bind(s.id_hash)
     .bind(s.public_id)
@@ -127,6 +139,7 @@ pub async fn insert_session_from(pool: &AnyPool, s: &NewSession<'_>) -> Result<(
     .bind(s.expires_at)
     .bind(s.user_agent)
     .bind(s.address)
+    .bind(s.second_factor_at)
     .execute(pool)
     .await?;
     Ok(())

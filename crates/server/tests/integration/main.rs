@@ -11,4 +11,5 @@ mod identity;
 mod passwords;
 mod platform;
 mod sale;
+mod second_factor;
 mod sign_in_security;

@@ -23,6 +23,11 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("the form expired or came from another site; reload the page and try again")]
     CsrfRejected,
+    /// The password was right; this account also needs its second factor (`otp`).
+    #[error(
+        "this account uses two-factor authentication: send the code from the authenticator app, or a recovery code, as `otp`"
+    )]
+    SecondFactorRequired,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
@@ -67,6 +72,7 @@ impl AppError {
             AppError::IdempotencyInProgress => StatusCode::CONFLICT,
             AppError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::CsrfRejected => StatusCode::FORBIDDEN,
+            AppError::SecondFactorRequired => StatusCode::UNAUTHORIZED,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +95,7 @@ impl AppError {
             AppError::IdempotencyInProgress => "idempotency-in-progress",
             AppError::IdempotencyMismatch => "idempotency-key-reused",
             AppError::CsrfRejected => "csrf-rejected",
+            AppError::SecondFactorRequired => "second-factor-required",
             AppError::TooManyRequests { .. } => "too-many-requests",
             AppError::Internal(_) => "internal-error",
         }
@@ -108,6 +115,7 @@ impl AppError {
             "idempotency-in-progress" => "Request still in progress",
             "idempotency-key-reused" => "Idempotency-Key reused",
             "csrf-rejected" => "Form rejected",
+            "second-factor-required" => "Second factor required",
             "too-many-requests" => "Too many requests",
             _ => "Something went wrong",
         }
