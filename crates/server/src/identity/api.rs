@@ -432,52 +432,68 @@ async fn start_totp(
 }
 
 /// Confirms TOTP enrolment with a current code: two-factor authentication is on from now, and
-/// the answer carries the recovery codes (shown once).
+/// the answer carries the recovery codes (shown once). Every browser session of the account
+/// ends. A wrong code counts as a failed sign-in (429 with Retry-After once throttled).
 #[utoipa::path(post, path = "/me/totp/confirm", tag = "identity", request_body = CodeRequest,
-    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)),
     security(("bearer" = [])))]
 async fn confirm_totp(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
     use secrecy::ExposeSecret;
-    let codes =
-        super::second_factor::confirm_enrolment(&state, &p, req.code.expose_secret()).await?;
+    let codes = super::second_factor::confirm_enrolment(
+        &state,
+        &p,
+        &client,
+        None,
+        req.code.expose_secret(),
+    )
+    .await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
 }
 
 /// Turns two-factor authentication off (the TOTP seed and every recovery code are deleted).
-/// Needs a current code or an unused recovery code.
+/// Needs a current code or an unused recovery code; a wrong one counts as a failed sign-in
+/// (429 with Retry-After once throttled). Every browser session of the account ends.
 #[utoipa::path(delete, path = "/me/totp", tag = "identity", request_body = CodeRequest,
-    responses((status = 204), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 204), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)),
     security(("bearer" = [])))]
 async fn disable_totp(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> AppResult<StatusCode> {
     use secrecy::ExposeSecret;
-    super::second_factor::disable(&state, &p, req.code.expose_secret()).await?;
+    super::second_factor::disable(&state, &p, &client, None, req.code.expose_secret()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Replaces the recovery codes with a new set (the old ones stop working). Needs a current
-/// code or an unused recovery code.
+/// code or an unused recovery code; a wrong one counts as a failed sign-in (429 with
+/// Retry-After once throttled).
 #[utoipa::path(post, path = "/me/recovery-codes", tag = "identity", request_body = CodeRequest,
-    responses((status = 201, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)),
     security(("bearer" = [])))]
 async fn regenerate_recovery_codes(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> AppResult<(StatusCode, Json<RecoveryCodes>)> {
     use secrecy::ExposeSecret;
-    let codes =
-        super::second_factor::regenerate_recovery_codes(&state, &p, req.code.expose_secret())
-            .await?;
+    let codes = super::second_factor::regenerate_recovery_codes(
+        &state,
+        &p,
+        &client,
+        req.code.expose_secret(),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(RecoveryCodes {

@@ -631,10 +631,18 @@ async fn totp_confirm(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     CsrfForm(f): CsrfForm<CodeForm>,
 ) -> PageResult {
-    let result = second_factor::confirm_enrolment(&state, &p, &f.code).await;
+    let result = second_factor::confirm_enrolment(
+        &state,
+        &p,
+        &client,
+        cookie(&headers, state.session_cookie),
+        &f.code,
+    )
+    .await;
     after_code_action(&state, &csrf, &headers, &p, result).await
 }
 
@@ -642,12 +650,19 @@ async fn totp_disable(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     CsrfForm(f): CsrfForm<CodeForm>,
 ) -> PageResult {
-    let result = second_factor::disable(&state, &p, &f.code)
-        .await
-        .map(|()| Vec::new());
+    let result = second_factor::disable(
+        &state,
+        &p,
+        &client,
+        cookie(&headers, state.session_cookie),
+        &f.code,
+    )
+    .await
+    .map(|()| Vec::new());
     after_code_action(&state, &csrf, &headers, &p, result).await
 }
 
@@ -655,10 +670,11 @@ async fn recovery_codes(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     CsrfForm(f): CsrfForm<CodeForm>,
 ) -> PageResult {
-    let result = second_factor::regenerate_recovery_codes(&state, &p, &f.code).await;
+    let result = second_factor::regenerate_recovery_codes(&state, &p, &client, &f.code).await;
     after_code_action(&state, &csrf, &headers, &p, result).await
 }
 

@@ -13,8 +13,9 @@
 //! throttled sign-in.
 
 use super::second_factor_store as store;
-use super::service::digest;
+use super::service::{self, digest};
 use crate::platform::http::auth::Principal;
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use clipcart_domain::DomainError;
@@ -164,36 +165,52 @@ pub async fn pending_enrolment(state: &AppState, p: &Principal) -> AppResult<Opt
     }
 }
 
-fn wrong_code() -> AppError {
+pub(crate) fn wrong_code() -> AppError {
     DomainError::invalid("code", "the code is wrong, expired or was already used").into()
 }
 
 /// Confirms an enrolment with a current code; the factor is active from now on. Returns the
-/// new recovery codes, shown once.
+/// new recovery codes, shown once. A wrong code counts against the sign-in throttle; on success
+/// every other session of the user ends (`current_token`, the cookie in use, is kept).
 pub async fn confirm_enrolment(
     state: &AppState,
     p: &Principal,
+    client: &ClientInfo,
+    current_token: Option<&str>,
     code: &str,
 ) -> AppResult<Vec<String>> {
+    let (st, user_id, code) = (state.clone(), p.user_id.clone(), code.to_string());
+    let codes = service::throttled_code_check(state, p, client, async move {
+        confirm_checked(&st, &user_id, &code).await
+    })
+    .await?;
+    let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
+    tracing::info!(user_id = %p.user_id, ended_sessions = ended, "TOTP enrolment confirmed; two-factor authentication on");
+    Ok(codes)
+}
+
+async fn confirm_checked(
+    state: &AppState,
+    user_id: &str,
+    code: &str,
+) -> AppResult<Option<Vec<String>>> {
     let now = state.now_ms();
-    let Some(row) = store::totp(&state.db.write, &p.user_id).await? else {
+    let Some(row) = store::totp(&state.db.write, user_id).await? else {
         return Err(DomainError::Conflict("start the enrolment first".into()).into());
     };
     if row.active() {
         return Err(DomainError::Conflict("two-factor authentication is already on".into()).into());
     }
     let Some(CodeKind::Totp(code)) = rules::parse_code(code) else {
-        return Err(wrong_code());
+        return Ok(None);
     };
     let Some(step) = matching_step(&row.secret, &code, row.last_step, now)? else {
-        return Err(wrong_code());
+        return Ok(None);
     };
-    if !store::accept_step(&state.db.write, &p.user_id, step, Some(now)).await? {
-        return Err(wrong_code());
+    if !store::accept_step(&state.db.write, user_id, step, Some(now)).await? {
+        return Ok(None);
     }
-    let codes = new_recovery_codes(state, &p.user_id, now).await?;
-    tracing::info!(user_id = %p.user_id, "TOTP enrolment confirmed; two-factor authentication on");
-    Ok(codes)
+    Ok(Some(new_recovery_codes(state, user_id, now).await?))
 }
 
 async fn new_recovery_codes(state: &AppState, user_id: &str, now: i64) -> AppResult<Vec<String>> {
@@ -237,32 +254,53 @@ pub async fn verify_code(state: &AppState, user_id: &str, code: &str) -> AppResu
     }
 }
 
-/// Turns two-factor authentication off; needs a current code (TOTP or recovery).
-pub async fn disable(state: &AppState, p: &Principal, code: &str) -> AppResult<()> {
+/// Turns two-factor authentication off; needs a current code (TOTP or recovery). A wrong code
+/// counts against the sign-in throttle; on success every other session of the user ends
+/// (`current_token`, the cookie in use, is kept).
+pub async fn disable(
+    state: &AppState,
+    p: &Principal,
+    client: &ClientInfo,
+    current_token: Option<&str>,
+    code: &str,
+) -> AppResult<()> {
     if !is_active(state, &p.user_id).await? {
         return Err(DomainError::Conflict("two-factor authentication is not on".into()).into());
     }
-    if !verify_code(state, &p.user_id, code).await? {
-        return Err(wrong_code());
-    }
-    store::delete_second_factors(&state.db.write, &p.user_id).await?;
-    tracing::info!(user_id = %p.user_id, "two-factor authentication turned off");
+    let (st, user_id, code) = (state.clone(), p.user_id.clone(), code.to_string());
+    service::throttled_code_check(state, p, client, async move {
+        if !verify_code(&st, &user_id, &code).await? {
+            return Ok(None);
+        }
+        store::delete_second_factors(&st.db.write, &user_id).await?;
+        Ok(Some(()))
+    })
+    .await?;
+    let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
+    tracing::info!(user_id = %p.user_id, ended_sessions = ended, "two-factor authentication turned off");
     Ok(())
 }
 
-/// A new set of recovery codes (the old set stops working); needs a current code.
+/// A new set of recovery codes (the old set stops working); needs a current code, and a wrong
+/// one counts against the sign-in throttle.
 pub async fn regenerate_recovery_codes(
     state: &AppState,
     p: &Principal,
+    client: &ClientInfo,
     code: &str,
 ) -> AppResult<Vec<String>> {
     if !is_active(state, &p.user_id).await? {
         return Err(DomainError::Conflict("two-factor authentication is not on".into()).into());
     }
-    if !verify_code(state, &p.user_id, code).await? {
-        return Err(wrong_code());
-    }
-    let codes = new_recovery_codes(state, &p.user_id, state.now_ms()).await?;
+    let (st, user_id, code) = (state.clone(), p.user_id.clone(), code.to_string());
+    let codes = service::throttled_code_check(state, p, client, async move {
+        if !verify_code(&st, &user_id, &code).await? {
+            return Ok(None);
+        }
+        let now = st.now_ms();
+        Ok(Some(new_recovery_codes(&st, &user_id, now).await?))
+    })
+    .await?;
     tracing::info!(user_id = %p.user_id, "recovery codes regenerated");
     Ok(codes)
 }

@@ -180,7 +180,14 @@ async fn throttled_attempt(
         .check_account(&account, now)
         .and_then(|()| THROTTLE.check_address(&budget, now))
     {
-        return Err(refuse_sign_in(state, refusal, user.as_ref(), client, now).await);
+        return Err(refuse_sign_in(
+            state,
+            refusal,
+            user.as_ref().map(|u| u.id.as_str()),
+            client,
+            now,
+        )
+        .await);
     }
     // Reserve, verify and settle in a task of its own: a client that disconnects cannot leave
     // its reservation counted until the lease runs out.
@@ -356,11 +363,10 @@ async fn record_sign_in(
 async fn refuse_sign_in(
     state: &AppState,
     refusal: Refusal,
-    user: Option<&UserRow>,
+    user_id: Option<&str>,
     client: &ClientInfo,
     now: i64,
 ) -> AppError {
-    let user_id = user.map(|u| u.id.as_str());
     let outcome = refusal.outcome();
     if let Err(e) = record_sign_in(state, user_id, outcome, client, now).await {
         return e;
@@ -396,7 +402,14 @@ async fn verify_reserved(
             .check_account(&account, now)
             .err()
             .unwrap_or(Refusal::AccountBusy);
-        return Err(refuse_sign_in(&state, refusal, user.as_ref(), &client, now).await);
+        return Err(refuse_sign_in(
+            &state,
+            refusal,
+            user.as_ref().map(|u| u.id.as_str()),
+            &client,
+            now,
+        )
+        .await);
     }
     let ticket = match throttle_store::take_address_ticket(db, &address, now, &THROTTLE).await {
         Ok(t) => t,
@@ -407,7 +420,14 @@ async fn verify_reserved(
     };
     if let Err(refusal) = THROTTLE.check_address_ticket(&ticket, now) {
         throttle_store::release_account(db, &key).await?;
-        return Err(refuse_sign_in(&state, refusal, user.as_ref(), &client, now).await);
+        return Err(refuse_sign_in(
+            &state,
+            refusal,
+            user.as_ref().map(|u| u.id.as_str()),
+            &client,
+            now,
+        )
+        .await);
     }
     let (password, otp) = match attempt {
         Attempt::Password { password, otp } => (Some(password), otp),
@@ -477,10 +497,11 @@ async fn verify_reserved(
             })
         }
         user => {
-            let failures = throttle_store::settle_failure(db, &key, now).await?;
-            let after = THROTTLE.after_failure(failures, now);
-            throttle_store::set_back_off(db, &key, failures, after.blocked_until, after.locked)
-                .await?;
+            let failures = throttle_store::record_failure(db, &key, now, |n| {
+                let after = THROTTLE.after_failure(n, now);
+                (after.blocked_until, after.locked)
+            })
+            .await?;
             let user_id = user.as_ref().map(|u| u.id.as_str());
             // A wrong second-factor code is recorded as a wrong password: the same answer,
             // the same count (the history's outcomes are fixed by 0002's CHECK constraint).
@@ -493,7 +514,7 @@ async fn verify_reserved(
                 client_ip = %client.ip,
                 "sign-in"
             );
-            if after.locked {
+            if THROTTLE.after_failure(failures, now).locked {
                 tracing::warn!(
                     user_id = user_id.unwrap_or("-"),
                     consecutive_failures = failures,
@@ -503,6 +524,126 @@ async fn verify_reserved(
             Err(DomainError::invalid("password", "the email or password is wrong").into())
         }
     }
+}
+
+/// Runs `check` — a second-factor management action (confirming an enrolment, turning the
+/// factor off, new recovery codes) that proves a code — under the caller's sign-in throttle, so
+/// a stolen session cannot guess codes without limit. `check` answers `Ok(None)` for a wrong
+/// code: that counts as a sign-in failure of the account (the back-off, the lock, the history,
+/// recorded as a wrong password as on the sign-in code form) and answers the wrong-code error.
+/// A right code settles like a successful sign-in; any other error gives the attempt back.
+/// Refused attempts answer 429 with Retry-After before `check` runs.
+pub async fn throttled_code_check<T: Send + 'static>(
+    state: &AppState,
+    p: &Principal,
+    client: &ClientInfo,
+    check: impl Future<Output = AppResult<Option<T>>> + Send + 'static,
+) -> AppResult<T> {
+    let now = state.now_ms();
+    let key = sign_in_account_key(state, &p.email);
+    let address = throttle_rules::address_bucket(client.ip);
+    let account = throttle_store::account(&state.db.read, &key)
+        .await?
+        .unwrap_or_default();
+    let budget = throttle_store::address(&state.db.read, &address)
+        .await?
+        .unwrap_or_default();
+    if let Err(refusal) = THROTTLE
+        .check_account(&account, now)
+        .and_then(|()| THROTTLE.check_address(&budget, now))
+    {
+        return Err(refuse_sign_in(state, refusal, Some(&p.user_id), client, now).await);
+    }
+    // In a task of its own, as for sign-in: a disconnect cannot leave the reservation counted.
+    let task = tokio::spawn(code_check_reserved(
+        state.clone(),
+        key,
+        address,
+        p.user_id.clone(),
+        check,
+        client.clone(),
+        now,
+    ));
+    task.await.map_err(|e| AppError::Internal(e.into()))?
+}
+
+async fn code_check_reserved<T>(
+    state: AppState,
+    key: String,
+    address: String,
+    user_id: String,
+    check: impl Future<Output = AppResult<Option<T>>>,
+    client: ClientInfo,
+    now: i64,
+) -> AppResult<T> {
+    let db = &state.db.write;
+    if !throttle_store::reserve_account(db, &key, now, &THROTTLE).await? {
+        let account = throttle_store::account(db, &key).await?.unwrap_or_default();
+        let refusal = THROTTLE
+            .check_account(&account, now)
+            .err()
+            .unwrap_or(Refusal::AccountBusy);
+        return Err(refuse_sign_in(&state, refusal, Some(&user_id), &client, now).await);
+    }
+    let ticket = match throttle_store::take_address_ticket(db, &address, now, &THROTTLE).await {
+        Ok(t) => t,
+        Err(e) => {
+            throttle_store::release_account(db, &key).await?;
+            return Err(e.into());
+        }
+    };
+    if let Err(refusal) = THROTTLE.check_address_ticket(&ticket, now) {
+        throttle_store::release_account(db, &key).await?;
+        return Err(refuse_sign_in(&state, refusal, Some(&user_id), &client, now).await);
+    }
+    match check.await {
+        Ok(Some(done)) => {
+            throttle_store::settle_success(db, &key).await?;
+            throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
+            Ok(done)
+        }
+        Ok(None) => {
+            let failures = throttle_store::record_failure(db, &key, now, |n| {
+                let after = THROTTLE.after_failure(n, now);
+                (after.blocked_until, after.locked)
+            })
+            .await?;
+            record_sign_in(
+                &state,
+                Some(&user_id),
+                SignInOutcome::WrongPassword,
+                &client,
+                now,
+            )
+            .await?;
+            tracing::info!(
+                user_id,
+                outcome = "wrong_password",
+                second_factor_failed = true,
+                consecutive_failures = failures,
+                client_ip = %client.ip,
+                "second-factor code refused on a security action"
+            );
+            Err(second_factor::wrong_code())
+        }
+        Err(e) => {
+            throttle_store::release_account(db, &key).await?;
+            throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Ends every session of a user except the one behind `current_token` (all of them when there
+/// is none); after a second factor is turned on or off. Returns how many ended.
+pub async fn end_other_sessions_of(
+    state: &AppState,
+    user_id: &str,
+    current_token: Option<&str>,
+) -> AppResult<u64> {
+    let keep = current_token.map(digest).unwrap_or_default();
+    let ended = store::delete_other_sessions(&state.db.write, user_id, &keep).await?;
+    Ok(ended)
 }
 
 /// Clears the sign-in lock, back-off and failure count of an email (known or not); platform

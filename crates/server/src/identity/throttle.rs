@@ -76,40 +76,39 @@ pub async fn release_account(pool: &AnyPool, key: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// Settles a reservation as a failure; returns the consecutive failures now.
-pub async fn settle_failure(pool: &AnyPool, key: &str, now: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+/// Settles a reservation as a failure and stores the back-off (and lock) `after` computes from
+/// the new failure count, in one transaction: a concurrent reservation either sees both or
+/// waits (row lock on PostgreSQL, the single writer on SQLite), so no extra attempt slips in
+/// between the count and its back-off. Returns the consecutive failures.
+pub async fn record_failure(
+    pool: &AnyPool,
+    key: &str,
+    now: i64,
+    after: impl FnOnce(i64) -> (i64, bool),
+) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let failures: i64 = sqlx::query_scalar(
         "UPDATE sign_in_accounts SET pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END, \
                 failures = failures + 1, last_failure_at = $2 \
          WHERE account_key = $1 RETURNING failures",
     )
     .bind(key)
     .bind(now)
-    .fetch_one(pool)
-    .await
-}
-
-/// Stores the back-off (and the lock) the domain computed for the `failures`-th failure,
-/// unless another outcome was settled meanwhile (that one stores its own).
-pub async fn set_back_off(
-    pool: &AnyPool,
-    key: &str,
-    failures: i64,
-    blocked_until: i64,
-    lock: bool,
-) -> Result<(), sqlx::Error> {
+    .fetch_one(&mut *tx)
+    .await?;
+    let (blocked_until, lock) = after(failures);
     sqlx::query(
         "UPDATE sign_in_accounts SET blocked_until = $2, \
                 locked = CASE WHEN $3 = 1 THEN 1 ELSE locked END \
-         WHERE account_key = $1 AND failures = $4",
+         WHERE account_key = $1",
     )
     .bind(key)
     .bind(blocked_until)
     .bind(i64::from(lock))
-    .bind(failures)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(failures)
 }
 
 /// Settles a reservation as a success: the consecutive failures start again from zero.

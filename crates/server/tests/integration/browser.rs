@@ -16,7 +16,7 @@ const ADMIN_EMAIL: &str = "ada@clipcart.example";
 const TITLE: &str = "Linen Overshirt";
 
 /// Where the screenshots go: `<target dir>/screenshots`.
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest
         .join("../..")
@@ -45,10 +45,15 @@ struct Shots {
 impl Shots {
     fn new() -> Shots {
         let dir = screenshot_dir();
-        // Last run's pictures would mislead whoever looks at this folder.
+        // Last run's pictures would mislead whoever looks at this folder. Only this walk's
+        // (`NN-name.png`): other browser tests (`sec-...`) may be writing theirs right now.
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "png") {
+                let numbered = e
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
+                if numbered && e.path().extension().is_some_and(|x| x == "png") {
                     let _ = std::fs::remove_file(e.path());
                 }
             }

@@ -6,6 +6,7 @@ mod support_dump;
 mod webdriver;
 
 mod browser;
+mod browser_security;
 mod concurrency;
 mod identity;
 mod passwords;

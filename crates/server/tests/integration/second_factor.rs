@@ -12,10 +12,13 @@ on_both_databases!(
     recovery_codes_work_once_and_regenerate,
     turning_it_off_needs_a_code,
     my_codes_are_mine,
-    page_sign_in_asks_for_the_code
+    page_sign_in_asks_for_the_code,
+    wrong_codes_on_security_actions_are_throttled,
+    wrong_page_codes_are_throttled_with_retry_after,
+    turning_it_on_or_off_ends_the_other_sessions
 );
 
-fn code_at(secret: &str, now_ms: i64) -> String {
+pub(crate) fn code_at(secret: &str, now_ms: i64) -> String {
     let totp = totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)
         .with_digits(6)
@@ -342,4 +345,357 @@ async fn page_sign_in_asks_for_the_code(app: TestApp) {
     let text = page.text().await.expect("text");
     assert!(text.contains("id=\"two-factor\""), "2FA section shown");
     assert!(text.contains("status-active\">On"), "2FA shown as on");
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A request with a bearer token and a JSON body: the status and the `Retry-After` header.
+async fn api_call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    actor: &Actor,
+    code: &str,
+) -> (StatusCode, Option<String>) {
+    let res = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(&actor.token)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("request");
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (res.status(), retry)
+}
+
+/// A page form POST with the session cookie `cookie` (from `page_cookies`).
+async fn page_post(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("csrf", CSRF)];
+    form.extend_from_slice(fields);
+    no_redirects()
+        .post(app.url(path))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .expect("form post")
+}
+
+async fn page_get_status(app: &TestApp, cookie: &str, path: &str) -> StatusCode {
+    no_redirects()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page")
+        .status()
+}
+
+async fn wrong_codes_on_security_actions_are_throttled(app: TestApp) {
+    // Five free failures, mixed over the three actions, each a 422...
+    let ann = app.buyer().await;
+    let (secret, codes) = enrol(&app, &ann).await;
+    let attempts = [
+        (reqwest::Method::DELETE, "/api/v1/me/totp"),
+        (reqwest::Method::POST, "/api/v1/me/recovery-codes"),
+        (reqwest::Method::DELETE, "/api/v1/me/totp"),
+        (reqwest::Method::POST, "/api/v1/me/recovery-codes"),
+        (reqwest::Method::DELETE, "/api/v1/me/totp"),
+    ];
+    for (method, path) in attempts {
+        let (status, _) = api_call(&app, method, path, &ann, "000000").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
+    // ...then the account backs off: even the right code is refused with 429 and Retry-After,
+    // and so is signing in (the same throttle).
+    let right = code_at(&secret, app.now_ms());
+    let (status, retry) = api_call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/me/totp",
+        &ann,
+        &right,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let (status, _) = api_call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/me/recovery-codes",
+        &ann,
+        &codes[0],
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        token_with(&app, &ann, Some(&right)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The failures are in the sign-in history.
+    let history = app.get_ok("/api/v1/me/sign-ins", Some(&ann.token)).await;
+    let failures = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["outcome"] == "wrong_password")
+        .count();
+    assert_eq!(failures, 5, "{history}");
+    // The factor is still on, and once the back-off has passed the right code works.
+    app.clock.advance_ms(2 * 60 * 1000);
+    let right = code_at(&secret, app.now_ms());
+    let (status, _) = api_call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/me/totp",
+        &ann,
+        &right,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Confirming an enrolment counts too.
+    let bob = app.buyer().await;
+    let e = app
+        .post_ok(
+            "/api/v1/me/totp",
+            Some(&bob.token),
+            json!({}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let bob_secret = e["secret"].as_str().expect("secret").to_string();
+    for _ in 0..5 {
+        let (status, _) = api_call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/me/totp/confirm",
+            &bob,
+            "000000",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let right = code_at(&bob_secret, app.now_ms());
+    let (status, retry) = api_call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/me/totp/confirm",
+        &bob,
+        &right,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some(), "Retry-After");
+    // Ann's account is not Bob's: her throttle was settled by her right code.
+    assert_eq!(token_with(&app, &ann, None).await.0, StatusCode::CREATED);
+}
+
+async fn wrong_page_codes_are_throttled_with_retry_after(app: TestApp) {
+    let ann = app.buyer().await;
+    let cookie = app.page_cookies(&ann).await;
+    let e = app
+        .post_ok(
+            "/api/v1/me/totp",
+            Some(&ann.token),
+            json!({}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let secret = e["secret"].as_str().expect("secret").to_string();
+    let res = page_post(
+        &app,
+        &cookie,
+        "/account/security/totp/confirm",
+        &[("code", &code_at(&secret, app.now_ms()))],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    next_step(&app);
+    for path in [
+        "/account/security/totp/disable",
+        "/account/security/recovery-codes",
+        "/account/security/totp/disable",
+        "/account/security/recovery-codes",
+        "/account/security/totp/disable",
+    ] {
+        let res = page_post(&app, &cookie, path, &[("code", "000000")]).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: the page again"
+        );
+        let text = res.text().await.expect("page");
+        assert!(
+            text.contains("id=\"two-factor-error\""),
+            "{path}: error shown"
+        );
+    }
+    let right = code_at(&secret, app.now_ms());
+    let res = page_post(
+        &app,
+        &cookie,
+        "/account/security/totp/disable",
+        &[("code", &right)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        res.text().await.expect("page").contains("<html"),
+        "an HTML page"
+    );
+    assert_eq!(
+        token_with(&app, &ann, None).await.0,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account's sign-in is throttled too"
+    );
+}
+
+async fn turning_it_on_or_off_ends_the_other_sessions(app: TestApp) {
+    let ann = app.buyer().await;
+    let here = app.page_cookies(&ann).await;
+    let elsewhere = app.page_cookies(&ann).await;
+    assert_eq!(
+        page_get_status(&app, &elsewhere, "/account/security").await,
+        StatusCode::OK
+    );
+    // Turned on from the page: this session stays, the other one ends.
+    let e = app
+        .post_ok(
+            "/api/v1/me/totp",
+            Some(&ann.token),
+            json!({}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let secret = e["secret"].as_str().expect("secret").to_string();
+    let res = page_post(
+        &app,
+        &here,
+        "/account/security/totp/confirm",
+        &[("code", &code_at(&secret, app.now_ms()))],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .expect("page")
+            .contains("id=\"recovery-codes\"")
+    );
+    assert_eq!(
+        page_get_status(&app, &here, "/account/security").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        page_get_status(&app, &elsewhere, "/account/security").await,
+        StatusCode::SEE_OTHER,
+        "the other session ended"
+    );
+    // The API token that was used keeps working.
+    app.get_ok("/api/v1/me", Some(&ann.token)).await;
+    // Turned off from the page: the same.
+    next_step(&app);
+    let again = {
+        // A second session, now with the code step.
+        let http = no_redirects();
+        let csrf_cookie = format!("__Host-clipcart_csrf={CSRF}");
+        let page = http
+            .post(app.url("/signin"))
+            .header("cookie", &csrf_cookie)
+            .form(&[
+                ("csrf", CSRF),
+                ("email", ann.email.as_str()),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("sign in")
+            .text()
+            .await
+            .expect("page");
+        let pending = page
+            .split("name=\"pending\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("pending id")
+            .to_string();
+        let code = code_at(&secret, app.now_ms());
+        let res = http
+            .post(app.url("/signin/code"))
+            .header("cookie", &csrf_cookie)
+            .form(&[
+                ("csrf", CSRF),
+                ("pending", pending.as_str()),
+                ("code", code.as_str()),
+            ])
+            .send()
+            .await
+            .expect("code");
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let session = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_string();
+        format!("{csrf_cookie}; __Host-clipcart_session={session}")
+    };
+    assert_eq!(
+        page_get_status(&app, &again, "/account/security").await,
+        StatusCode::OK
+    );
+    next_step(&app);
+    let res = page_post(
+        &app,
+        &here,
+        "/account/security/totp/disable",
+        &[("code", &code_at(&secret, app.now_ms()))],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page_get_status(&app, &here, "/account/security").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        page_get_status(&app, &again, "/account/security").await,
+        StatusCode::SEE_OTHER,
+        "the other session ended"
+    );
+    // Through the API there is no session in use: every browser session ends.
+    let (secret, _) = enrol(&app, &ann).await;
+    assert_eq!(
+        page_get_status(&app, &here, "/account/security").await,
+        StatusCode::SEE_OTHER,
+        "an API change ends the browser sessions"
+    );
+    let (status, _) = del(&app, &ann, json!(code_at(&secret, app.now_ms()))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }

@@ -109,10 +109,16 @@ pub fn error_page(e: &AppError) -> Response {
         detail: e.detail(),
         status: e.status().as_u16(),
     };
-    match page.render() {
+    let mut res = match page.render() {
         Ok(html) => (e.status(), Html(html)).into_response(),
         Err(_) => (e.status(), e.title()).into_response(),
+    };
+    if let AppError::TooManyRequests { retry_after_secs } = e
+        && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
     }
+    res
 }
 
 /// Pages return this: an error becomes the error page, never a blank response.
