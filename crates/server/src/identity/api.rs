@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_token))
         .routes(routes!(revoke_current_token))
         .routes(routes!(me))
+        .routes(routes!(change_password))
         .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(sign_in_history))
@@ -221,6 +222,70 @@ async fn me(ApiPrincipal(p): ApiPrincipal) -> Json<User> {
         role: p.role.as_str().into(),
         shop_id: p.shop_id,
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password in use now. A wrong one counts as a failed sign-in (429 with Retry-After
+    /// once throttled).
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// The new password: 15 to 256 characters, or at least 8 when two-factor authentication is
+    /// on; refused when common, breached or made from the email or name.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+    /// With two-factor authentication on: a current code from the authenticator app or an
+    /// unused recovery code (step-up).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub otp: Option<SecretString>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// How many browser sessions of the account were ended (all of them).
+    pub ended_sessions: u64,
+    /// How many other API tokens of the account were revoked (the one making this request
+    /// stays valid).
+    pub revoked_tokens: u64,
+}
+
+/// Changes the account's password. Needs the current password (a wrong one counts as a failed
+/// sign-in) and, when two-factor authentication is on, `otp` as well: without it the answer is
+/// 401 `second-factor-required`. Afterwards every browser session of the account ends and every
+/// other API token is revoked; the token making this request keeps working.
+#[utoipa::path(post, path = "/me/password", tag = "identity", request_body = ChangePasswordRequest,
+    responses((status = 200, body = PasswordChanged), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds to wait")))),
+    security(("bearer" = [])))]
+async fn change_password(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> AppResult<Json<PasswordChanged>> {
+    let keep = service::KeepSignedIn {
+        session: None,
+        token: bearer(&headers),
+    };
+    let changed = service::change_password(
+        &state,
+        &p,
+        &client,
+        service::PasswordChange {
+            current_password: req.current_password,
+            new_password: req.new_password,
+            otp: req.otp,
+        },
+        keep,
+    )
+    .await?;
+    Ok(Json(PasswordChanged {
+        ended_sessions: changed.ended_sessions,
+        revoked_tokens: changed.revoked_tokens,
+    }))
 }
 
 // ---- Sessions, sign-in history, sign-in locks ----

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/security/recovery-codes", post(recovery_codes))
         .route("/signout", post(sign_out))
         .route("/account/security", get(security_page))
+        .route("/account/security/password", post(change_password))
         .route(
             "/account/security/sessions/{session_id}/revoke",
             post(revoke_session),
@@ -465,6 +466,27 @@ struct SecurityPage {
     sign_ins: Vec<SignInItem>,
     next_cursor: Option<String>,
     two_factor: TwoFactorView,
+    password: PasswordFormView,
+}
+
+/// What the last form on the page did, shown in its section.
+#[derive(Default)]
+struct Outcome {
+    /// Recovery codes just made: shown this once.
+    new_recovery_codes: Vec<String>,
+    /// What was wrong with the last second-factor code typed, if anything.
+    code_error: Option<String>,
+    password: PasswordFormView,
+}
+
+/// The "Password" section: field errors and what was typed (never the passwords).
+#[derive(Default)]
+struct PasswordFormView {
+    errors: FormErrors,
+    /// The code typed for step-up, kept when the form comes back with errors.
+    otp: String,
+    /// The password was just changed.
+    changed: bool,
 }
 
 /// The "Two-factor authentication" section.
@@ -499,8 +521,7 @@ async fn security_page(
         &headers,
         &p,
         q.cursor.as_deref(),
-        Vec::new(),
-        None,
+        Outcome::default(),
     )
     .await
 }
@@ -511,9 +532,13 @@ async fn render_security(
     headers: &HeaderMap,
     p: &crate::platform::http::auth::Principal,
     cursor: Option<&str>,
-    new_recovery_codes: Vec<String>,
-    code_error: Option<String>,
+    outcome: Outcome,
 ) -> PageResult {
+    let Outcome {
+        new_recovery_codes,
+        code_error,
+        password,
+    } = outcome;
     use secrecy::ExposeSecret;
     let state = state.clone();
     let status = second_factor::status(&state, &p.user_id).await?;
@@ -544,7 +569,9 @@ async fn render_security(
         service::sign_in_history(&state, &p, &PageRequest::parse(q.cursor.as_deref(), None)?)
             .await?;
     let address = |a: String| if a.is_empty() { "unknown".into() } else { a };
-    let status = if two_factor.error.is_some() {
+    let status = if two_factor.error.is_some()
+        || password.errors.fields.iter().any(|e| !e.field.is_empty())
+    {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -553,6 +580,7 @@ async fn render_security(
         status,
         &SecurityPage {
             two_factor,
+            password,
             ctx: PageCtx::new("Account security", Some(&p), csrf),
             sessions_truncated: sessions.next_cursor.is_some(),
             sessions: sessions
@@ -605,7 +633,20 @@ async fn after_code_action(
 ) -> PageResult {
     match result {
         Ok(codes) if codes.is_empty() => Ok(see_other("/account/security#two-factor")),
-        Ok(codes) => render_security(state, csrf, headers, p, None, codes, None).await,
+        Ok(codes) => {
+            render_security(
+                state,
+                csrf,
+                headers,
+                p,
+                None,
+                Outcome {
+                    new_recovery_codes: codes,
+                    ..Outcome::default()
+                },
+            )
+            .await
+        }
         Err(e) => {
             let errors = FormErrors::from_error(&e).ok_or(e)?;
             let message = errors
@@ -613,7 +654,18 @@ async fn after_code_action(
                 .first()
                 .map(|f| f.message.clone())
                 .unwrap_or_else(|| "that code did not work".into());
-            render_security(state, csrf, headers, p, None, Vec::new(), Some(message)).await
+            render_security(
+                state,
+                csrf,
+                headers,
+                p,
+                None,
+                Outcome {
+                    code_error: Some(message),
+                    ..Outcome::default()
+                },
+            )
+            .await
         }
     }
 }
@@ -710,4 +762,102 @@ async fn revoke_other_sessions(
         None => return Err(AppError::Domain(clipcart_domain::DomainError::Unauthenticated).into()),
     }
     Ok(see_other("/account/security"))
+}
+
+// ---- Changing the password on the security page ----
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    otp: String,
+}
+
+/// Changes the password (with a code when two-factor authentication is on). This session
+/// stays; every other session and every API token of the account ends. Errors are shown beside
+/// their fields; the passwords are never typed back into the form.
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    PagePrincipal(p): PagePrincipal,
+    CsrfForm(f): CsrfForm<PasswordForm>,
+) -> PageResult {
+    let current = cookie(&headers, state.session_cookie);
+    let otp = (!f.otp.trim().is_empty()).then(|| SecretString::from(f.otp.clone()));
+    let result = service::change_password(
+        &state,
+        &p,
+        &client,
+        service::PasswordChange {
+            current_password: SecretString::from(f.current_password),
+            new_password: SecretString::from(f.new_password),
+            otp,
+        },
+        service::KeepSignedIn {
+            session: current,
+            token: None,
+        },
+    )
+    .await;
+    let mut retry_after = None;
+    let form = match result {
+        Ok(_) => PasswordFormView {
+            changed: true,
+            ..PasswordFormView::default()
+        },
+        Err(AppError::SecondFactorRequired) => PasswordFormView {
+            errors: FormErrors {
+                fields: vec![clipcart_domain::error::FieldError::new(
+                    "otp",
+                    "enter a code from your authenticator app, or a recovery code",
+                )],
+                general: None,
+            },
+            otp: f.otp,
+            changed: false,
+        },
+        Err(AppError::TooManyRequests { retry_after_secs }) => {
+            retry_after = Some(retry_after_secs);
+            PasswordFormView {
+                errors: FormErrors {
+                    fields: vec![],
+                    general: Some(
+                        "Too many attempts for this account or from your network. Try again later."
+                            .into(),
+                    ),
+                },
+                otp: f.otp,
+                changed: false,
+            }
+        }
+        Err(e) => PasswordFormView {
+            errors: FormErrors::from_error(&e).ok_or(e)?,
+            otp: f.otp,
+            changed: false,
+        },
+    };
+    let mut res = render_security(
+        &state,
+        &csrf,
+        &headers,
+        &p,
+        None,
+        Outcome {
+            password: form,
+            ..Outcome::default()
+        },
+    )
+    .await?;
+    if let Some(secs) = retry_after {
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    Ok(res)
 }

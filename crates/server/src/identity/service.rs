@@ -847,3 +847,106 @@ pub async fn assess_new_password(
         })
         .await
 }
+
+// ---- Changing the password (with step-up) ----
+
+pub struct PasswordChange {
+    pub current_password: SecretString,
+    pub new_password: SecretString,
+    /// With two-factor authentication on: a current code or an unused recovery code.
+    pub otp: Option<SecretString>,
+}
+
+/// What stays signed in after a password change: the session and the API token the change
+/// was made with (`None`: keep none of that kind).
+#[derive(Default, Clone, Copy)]
+pub struct KeepSignedIn<'a> {
+    pub session: Option<&'a str>,
+    pub token: Option<&'a str>,
+}
+
+pub struct PasswordChanged {
+    pub ended_sessions: u64,
+    pub revoked_tokens: u64,
+}
+
+/// Changes the caller's password. The new one must pass the policy (8 characters suffice with
+/// a second factor on, 15 otherwise; no words of the email or name). The current password is
+/// proved through the throttled sign-in check (`check_password`), so a wrong one counts as a
+/// sign-in failure of the account, and — step-up — an account with two-factor authentication
+/// also needs a current code there (`SecondFactorRequired` without one; a wrong one counts as a
+/// failure too). Afterwards every other session and API token of the user ends, except those
+/// in `keep`.
+pub async fn change_password(
+    state: &AppState,
+    p: &Principal,
+    client: &ClientInfo,
+    change: PasswordChange,
+    keep: KeepSignedIn<'_>,
+) -> AppResult<PasswordChanged> {
+    let Some(user) = store::user_by_id(&state.db.write, &p.user_id).await? else {
+        return Err(DomainError::Unauthenticated.into());
+    };
+    let has_second_factor = second_factor::is_active(state, &user.id).await?;
+    let otp = change.otp.filter(|c| !c.expose_secret().trim().is_empty());
+    // The new password first: a refused one costs neither an attempt nor a code.
+    let mut errors = clipcart_domain::error::Errors::new();
+    if change.current_password.expose_secret().is_empty() {
+        errors.add("current_password", "enter your current password");
+    }
+    let context = clipcart_domain::identity::PasswordContext::new()
+        .email(&user.email)
+        .name(&user.display_name);
+    if let Err(DomainError::Invalid(refusals)) = check_new_password(
+        change.new_password.expose_secret(),
+        &context,
+        has_second_factor,
+    ) {
+        for r in refusals {
+            errors.add("new_password", r.message);
+        }
+    }
+    errors.finish()?;
+    let code_given = otp.is_some();
+    let proved =
+        match check_password(state, &user.email, change.current_password, otp, client).await {
+            Ok(SignIn::Complete { user: u, .. }) => u,
+            Ok(SignIn::SecondFactorRequired(_)) => return Err(AppError::SecondFactorRequired),
+            Err(AppError::Domain(DomainError::Invalid(_))) => {
+                let message = if code_given {
+                    "the current password or the code is wrong"
+                } else {
+                    "the current password is wrong"
+                };
+                return Err(DomainError::invalid("current_password", message).into());
+            }
+            Err(e) => return Err(e),
+        };
+    if proved.id != user.id {
+        return Err(DomainError::Unauthenticated.into());
+    }
+    let hash = state.hasher.hash(change.new_password).await?;
+    let keep_session = keep.session.map(digest).unwrap_or_default();
+    let keep_token = keep.token.map(digest).unwrap_or_default();
+    // One transaction: the new password never takes effect while the old sessions live on.
+    let mut tx = state.db.write.begin().await?;
+    if !store::update_password_hash(&mut *tx, &user.id, &hash).await? {
+        tx.rollback().await?;
+        return Err(DomainError::Unauthenticated.into());
+    }
+    let ended_sessions = store::delete_other_sessions(&mut *tx, &user.id, &keep_session).await?;
+    let revoked_tokens = store::delete_other_tokens(&mut *tx, &user.id, &keep_token).await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id = %user.id,
+        second_factor = has_second_factor,
+        ended_sessions,
+        revoked_tokens,
+        client_ip = %client.ip,
+        "password changed; other sessions and API tokens ended"
+    );
+    Ok(PasswordChanged {
+        ended_sessions,
+        revoked_tokens,
+    })
+}

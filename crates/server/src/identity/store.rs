@@ -207,15 +207,15 @@ pub async fn delete_user_session(
 }
 
 /// Ends every session of the user except the one with digest `keep_hash` (`""` keeps none).
-pub async fn delete_other_sessions(
-    pool: &AnyPool,
+pub async fn delete_other_sessions<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
     user_id: &str,
     keep_hash: &str,
 ) -> Result<u64, sqlx::Error> {
     let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
         .bind(user_id)
         .bind(keep_hash)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(r.rows_affected())
 }
@@ -279,4 +279,33 @@ pub async fn delete_token(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Replaces the user's password hash; false when there is no such (enabled) user.
+pub async fn update_password_hash<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    user_id: &str,
+    password_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND disabled = 0")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Revokes every API token of the user except the one with digest `keep_hash` (`""` keeps
+/// none); returns how many were revoked.
+pub async fn delete_other_tokens<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    user_id: &str,
+    keep_hash: &str,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(keep_hash)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
 }

@@ -9,6 +9,7 @@ mod browser;
 mod browser_security;
 mod concurrency;
 mod identity;
+mod password_change;
 mod passwords;
 mod platform;
 mod sale;
