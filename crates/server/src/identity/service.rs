@@ -168,18 +168,7 @@ async fn throttled_attempt(
     let now = state.now_ms();
     let key = sign_in_account_key(state, email);
     let address = throttle_rules::address_bucket(client.ip);
-    // Refuse from what is stored with reads only, so a flood of refused attempts costs no
-    // reservation writes.
-    let account = throttle_store::account(&state.db.read, &key)
-        .await?
-        .unwrap_or_default();
-    let budget = throttle_store::address(&state.db.read, &address)
-        .await?
-        .unwrap_or_default();
-    if let Err(refusal) = THROTTLE
-        .check_account(&account, now)
-        .and_then(|()| THROTTLE.check_address(&budget, now))
-    {
+    if let Some(refusal) = stored_refusal(state, &key, &address, now).await? {
         return Err(refuse_sign_in(
             state,
             refusal,
@@ -542,16 +531,7 @@ pub async fn throttled_code_check<T: Send + 'static>(
     let now = state.now_ms();
     let key = sign_in_account_key(state, &p.email);
     let address = throttle_rules::address_bucket(client.ip);
-    let account = throttle_store::account(&state.db.read, &key)
-        .await?
-        .unwrap_or_default();
-    let budget = throttle_store::address(&state.db.read, &address)
-        .await?
-        .unwrap_or_default();
-    if let Err(refusal) = THROTTLE
-        .check_account(&account, now)
-        .and_then(|()| THROTTLE.check_address(&budget, now))
-    {
+    if let Some(refusal) = stored_refusal(state, &key, &address, now).await? {
         return Err(refuse_sign_in(state, refusal, Some(&p.user_id), client, now).await);
     }
     // In a task of its own, as for sign-in: a disconnect cannot leave the reservation counted.
@@ -949,4 +929,24 @@ pub async fn change_password(
         ended_sessions,
         revoked_tokens,
     })
+}
+
+/// Refuses from what is stored, with reads only, so a flood of refused attempts costs no
+/// reservation writes; `None` when the account and the address may try.
+async fn stored_refusal(
+    state: &AppState,
+    key: &str,
+    address: &str,
+    now: i64,
+) -> AppResult<Option<Refusal>> {
+    let account = throttle_store::account(&state.db.read, key)
+        .await?
+        .unwrap_or_default();
+    let budget = throttle_store::address(&state.db.read, address)
+        .await?
+        .unwrap_or_default();
+    Ok(THROTTLE
+        .check_account(&account, now)
+        .and_then(|()| THROTTLE.check_address(&budget, now))
+        .err())
 }
