@@ -18,29 +18,9 @@ on_both_databases!(
     two_nodes_share_one_throttle
 );
 
-/// Like `on_both_databases!`, with 127.0.0.1 (where the tests connect from) configured as a
-/// trusted proxy, so `X-Forwarded-For` names the client.
-macro_rules! behind_a_trusted_proxy {
-    ($($name:ident),* $(,)?) => { $(
-        mod $name {
-            use crate::support::{Backend, TestApp};
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                if let Some(app) = TestApp::spawn_with(Backend::Sqlite, super::trust_loopback).await {
-                    super::$name(app).await
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                if let Some(app) = TestApp::spawn_with(Backend::Postgres, super::trust_loopback).await {
-                    super::$name(app).await
-                }
-            }
-        }
-    )* };
-}
-
-behind_a_trusted_proxy!(each_address_has_a_failure_budget);
+// 127.0.0.1 (where the tests connect from) is a trusted proxy here, so `X-Forwarded-For`
+// names the client.
+on_both_databases!(configured by trust_loopback: each_address_has_a_failure_budget);
 
 fn trust_loopback(config: &mut clipcart_server::platform::config::Config) {
     config.trusted_proxies = clipcart_server::platform::http::client::parse_ranges("127.0.0.1")
@@ -51,7 +31,7 @@ const WRONG: &str = "wrong password, long enough";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
-const CSRF: &str = "abcdefghijklmnopqrstuvwxyz234567";
+use crate::support::PAGE_CSRF as CSRF;
 
 /// One API sign-in attempt.
 struct Attempt {
@@ -90,28 +70,7 @@ async fn attempt(
 
 /// Signs in through the page with this user agent; returns the session cookie value.
 async fn page_session(app: &TestApp, actor: &Actor, user_agent: &str) -> String {
-    let res = app
-        .http
-        .post(app.url("/signin"))
-        .header("cookie", format!("__Host-clipcart_csrf={CSRF}"))
-        .header("user-agent", user_agent)
-        .form(&[
-            ("csrf", CSRF),
-            ("email", actor.email.as_str()),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("session cookie")
-        .to_string()
+    app.page_session(actor, user_agent).await
 }
 
 fn cookies(session: &str) -> String {

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// 2026-11-25T00:00:00Z: tests start from a known instant.
 pub const T0_MS: i64 = 1_795_564_800_000;
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The CSRF cookie and form value tests use on pages (any 32 base32 characters are accepted).
+pub const PAGE_CSRF: &str = "abcdefghijklmnopqrstuvwxyz234567";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -214,13 +216,20 @@ impl TestApp {
 
     /// Signs in through the sign-in page; returns the `Cookie` header value for later requests.
     pub async fn page_cookies(&self, actor: &Actor) -> String {
-        let csrf = "abcdefghijklmnopqrstuvwxyz234567";
+        let session = self.page_session(actor, "clipcart-tests").await;
+        format!("__Host-clipcart_csrf={PAGE_CSRF}; __Host-clipcart_session={session}")
+    }
+
+    /// Signs in through the sign-in page as a browser with `user_agent`; returns the session
+    /// cookie's value. The CSRF cookie to send with it is `PAGE_CSRF`.
+    pub async fn page_session(&self, actor: &Actor, user_agent: &str) -> String {
         let res = self
             .http
             .post(self.url("/signin"))
-            .header("cookie", format!("__Host-clipcart_csrf={csrf}"))
+            .header("cookie", format!("__Host-clipcart_csrf={PAGE_CSRF}"))
+            .header("user-agent", user_agent)
             .form(&[
-                ("csrf", csrf),
+                ("csrf", PAGE_CSRF),
                 ("email", actor.email.as_str()),
                 ("password", PASSWORD),
             ])
@@ -233,16 +242,14 @@ impl TestApp {
             "sign-in page refused {}",
             actor.email
         );
-        let session = res
-            .headers()
+        res.headers()
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
             .and_then(|c| c.split(';').next())
             .expect("session cookie")
-            .to_string();
-        format!("__Host-clipcart_csrf={csrf}; __Host-clipcart_session={session}")
+            .to_string()
     }
 
     // ---- actors ----
@@ -498,6 +505,23 @@ macro_rules! on_both_databases {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 if let Some(app) = $crate::support::TestApp::spawn($crate::support::Backend::Postgres).await {
+                    super::$name(app).await
+                }
+            }
+        }
+    )* };
+    // The same with the configuration changed first: `on_both_databases!(configured by f: test)`.
+    (configured by $configure:ident: $($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                if let Some(app) = $crate::support::TestApp::spawn_with($crate::support::Backend::Sqlite, super::$configure).await {
+                    super::$name(app).await
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(app) = $crate::support::TestApp::spawn_with($crate::support::Backend::Postgres, super::$configure).await {
                     super::$name(app).await
                 }
             }
