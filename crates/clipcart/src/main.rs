@@ -37,6 +37,13 @@ struct Cli {
     /// Proxies whose X-Forwarded-For is believed: comma-separated addresses or CIDR ranges.
     #[arg(long, env = "CLIPCART_TRUSTED_PROXIES", global = true)]
     trusted_proxies: Option<String>,
+    /// The SMTP server for mail: `smtp://host:port` (add `?tls=required` for STARTTLS) or
+    /// `smtps://user:password@host`. Without it, mail stays in the outbox (`/dev/outbox`).
+    #[arg(long, env = "CLIPCART_SMTP_URL", global = true, hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The From of every mail, e.g. `Clipcart <no-reply@shop.example.com>`.
+    #[arg(long, env = "CLIPCART_MAIL_FROM", global = true)]
+    mail_from: Option<String>,
     /// Mount the benchmark baseline routes (bench/README.md); never in production.
     #[arg(long, env = "CLIPCART_BENCH_ROUTES", hide = true, global = true,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -91,12 +98,23 @@ impl Cli {
         )
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
         config.bench_routes = self.bench_routes;
+        config.smtp_url = self
+            .smtp_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| secrecy::SecretString::from(u.trim().to_string()));
         config.public_url = match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None if self.bind.ip().is_unspecified() => {
+            // localhost rather than 127.0.0.1: passkeys need a domain as the WebAuthn relying
+            // party (an IP address cannot be one), and browsers treat localhost as secure.
+            None if self.bind.ip().is_unspecified() || self.bind.ip().is_loopback() => {
                 format!("http://localhost:{}", self.bind.port())
             }
             None => format!("http://{}", self.bind),
+        };
+        config.mail_from = match &self.mail_from {
+            Some(from) => from.clone(),
+            None => clipcart_server::platform::mail::default_from(&config.public_url),
         };
         Ok(config)
     }
@@ -146,6 +164,13 @@ async fn main() -> anyhow::Result<()> {
                 )
             })?;
             println!("created admin {} ({})", user.email, user.id);
+            // Admins must use a passkey: without one every admin operation is refused.
+            println!(
+                "At the first sign-in, register a passkey (Account security > Passkeys, at {}/account/security): \
+                 platform admins must have one, and the admin console and admin API stay closed until they do. \
+                 Passkeys need the public URL to be a domain name (localhost works for development), not an IP address.",
+                state.config.public_url.trim_end_matches('/')
+            );
             Ok(())
         }
     }

@@ -4,10 +4,12 @@
 use crate::catalog;
 use crate::identity::{service as identity, store as identity_store};
 use crate::onboarding;
-use crate::platform::http::auth::Principal;
+use crate::platform::http::auth::{Credential, Principal};
+use crate::platform::http::client::ClientInfo;
 use crate::state::AppState;
 use clipcart_domain::catalog::{ProductInput, VariantInput};
 use clipcart_domain::identity::Role;
+use clipcart_domain::identity::staff::ShopAccess;
 use clipcart_domain::onboarding::{AddressInput, ApplicationInput};
 
 pub const PASSWORD: &str = "demo-orange-kite-2026";
@@ -40,7 +42,10 @@ fn principal(u: &identity_store::UserRow, role: Role, shop_id: Option<String>) -
         role,
         email: u.email.clone(),
         display_name: u.display_name.clone(),
+        shop_access: shop_id.as_ref().map(|_| ShopAccess::Owner),
         shop_id,
+        credential: Credential::Internal,
+        stepped_up_at: 0,
     }
 }
 
@@ -159,7 +164,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<bool> {
         let shop = onboarding::service::apply(state, &seller, &application)
             .await
             .map_err(err)?;
-        onboarding::service::decide(state, &admin, &shop.id, true, "")
+        onboarding::service::decide(state, &admin, &ClientInfo::internal(), &shop.id, true, "")
             .await
             .map_err(err)?;
         let seller = principal(&user, Role::Seller, Some(shop.id));

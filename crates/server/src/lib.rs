@@ -46,6 +46,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
         .map(|n| n.get())
         .unwrap_or(2);
     let hasher = PasswordHasher::new(cores, Duration::from_secs(2))?;
+    let mail = platform::mail::Mailer::from_config(&config)?;
     let secure = config.cookies_can_be_secure();
     if !secure {
         tracing::warn!(public_url = %config.public_url, "public URL is plain HTTP on a non-loopback host: cookies are not marked Secure; put Clipcart behind HTTPS");
@@ -68,6 +69,12 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
             "clipcart_csrf"
         },
         secure_cookies: secure,
+        device_cookie: if secure {
+            "__Host-cc_device"
+        } else {
+            "cc_device"
+        },
+        mail,
         config,
     }))
 }
@@ -76,6 +83,8 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(platform::openapi::ApiDoc::openapi())
         .merge(identity::api::router())
+        .merge(identity::email_api::router())
+        .merge(identity::staff_api::router())
         .merge(onboarding::api::router())
         .merge(catalog::api::router())
         .merge(orders::api::router())
@@ -93,10 +102,13 @@ pub fn router(state: AppState) -> Router {
     let ops = Arc::new(platform::openapi::operations(&doc));
     let pages = Router::new()
         .merge(identity::pages::router())
+        .merge(identity::staff_pages::router())
         .merge(onboarding::pages::router())
         .merge(catalog::pages::router())
         .merge(orders::pages::router())
         .merge(payments::testpay::router())
+        .merge(identity::email_pages::router())
+        .merge(platform::mail::dev_router())
         .route(
             "/docs/api",
             get(move || {
@@ -163,6 +175,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let db = state.db.clone();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    // Mail delivery: woken after each commit that queued mail (see `platform::mail`).
+    let mail = tokio::spawn(platform::mail::deliver(state.clone()));
     let app = router(state);
     let served = axum::serve(
         listener,
@@ -171,6 +185,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     housekeeping.abort();
+    mail.abort();
     db.close().await;
     Ok(served?)
 }
@@ -184,6 +199,11 @@ async fn housekeeping(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired idempotency records removed"),
             Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }
+        match platform::mail::purge_old(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "old outbox mail removed"),
+            Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
     }
 }

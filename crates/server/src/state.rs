@@ -26,6 +26,11 @@ pub struct Inner {
     pub session_cookie: &'static str,
     pub csrf_cookie: &'static str,
     pub secure_cookies: bool,
+    /// The long-lived cookie that recognises a browser for new-device alerts, named like the
+    /// session cookie (`__Host-` when it can be Secure). See `identity::alerts`.
+    pub device_cookie: &'static str,
+    /// The outbox's delivery side: the SMTP transport, if any, and the delivery task's wake-up.
+    pub mail: crate::platform::mail::Mailer,
 }
 
 impl AppState {

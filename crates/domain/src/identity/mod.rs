@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod second_factor;
+pub mod staff;
 pub mod throttle;
 
 mod password;
@@ -17,7 +18,8 @@ pub use password::{
 use crate::DomainError;
 use serde::{Deserialize, Serialize};
 
-/// The three roles of the foundation. Seller staff roles arrive with the account-security work.
+/// The kind of account. Staff of a shop are `Seller` accounts whose place in the shop is a
+/// `staff::ShopAccess`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use clipcart_domain::catalog::{ProductInput, VariantInput};
+use clipcart_domain::identity::staff::{Access, Area};
 use clipcart_domain::money::{Currency, Money};
 use clipcart_domain::page::PageRequest;
 use clipcart_domain::{DomainError, FieldError};
@@ -253,7 +254,7 @@ async fn new_form(
     if let Some(r) = apply_first(&p) {
         return Ok(r);
     }
-    let shop = onboarding::service::selling_shop(&state, &p).await?;
+    let shop = onboarding::service::selling_shop(&state, &p, Area::Catalogue, Access::Edit).await?;
     let form = ProductForm {
         rows: vec![RowForm::default(); FORM_ROWS],
         ..Default::default()
@@ -385,7 +386,7 @@ async fn create(
     if let Some(r) = apply_first(&p) {
         return Ok(r);
     }
-    let shop = onboarding::service::selling_shop(&state, &p).await?;
+    let shop = onboarding::service::selling_shop(&state, &p, Area::Catalogue, Access::Edit).await?;
     let currency = Currency::parse(&shop.currency)?;
     let (mut form, parsed, rows) = read_form(&fields, currency);
     let result = match parsed {

@@ -7,6 +7,7 @@ use crate::platform::http::auth::Principal;
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use clipcart_domain::catalog::{self as rules, ProductInput, ProductStatus};
+use clipcart_domain::identity::staff::{Access, Area};
 use clipcart_domain::money::Currency;
 use clipcart_domain::onboarding::ShopStatus;
 use clipcart_domain::page::{Cursor, PageRequest};
@@ -60,7 +61,7 @@ pub async fn create(
     p: &Principal,
     input: &ProductInput,
 ) -> AppResult<ProductView> {
-    let shop = onboarding::service::selling_shop(state, p).await?;
+    let shop = onboarding::service::selling_shop(state, p, Area::Catalogue, Access::Edit).await?;
     let currency = Currency::parse(&shop.currency)?;
     let parsed = input.parse(currency)?;
     let now = state.now_ms();
@@ -101,7 +102,7 @@ fn json<T: serde::Serialize>(v: &T) -> AppResult<String> {
 }
 
 pub async fn seller_product(state: &AppState, p: &Principal, id: &str) -> AppResult<ProductView> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Catalogue, Access::View)?;
     let product = store::shop_product(&state.db.read, shop_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
@@ -134,7 +135,7 @@ pub async fn seller_products(
     p: &Principal,
     page: &PageRequest,
 ) -> AppResult<ProductPage> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Catalogue, Access::View)?;
     Ok(paged(
         store::list_shop_products(&state.db.read, shop_id, page).await?,
         page,
@@ -142,7 +143,7 @@ pub async fn seller_products(
 }
 
 pub async fn publish(state: &AppState, p: &Principal, id: &str) -> AppResult<ProductView> {
-    let shop = onboarding::service::selling_shop(state, p).await?;
+    let shop = onboarding::service::selling_shop(state, p, Area::Catalogue, Access::Edit).await?;
     let product = store::shop_product(&state.db.read, &shop.id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
@@ -175,7 +176,7 @@ pub async fn set_stock(
     variant_id: &str,
     stock: i64,
 ) -> AppResult<ProductView> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Catalogue, Access::Edit)?;
     if !(0..=rules::MAX_STOCK).contains(&stock) {
         return Err(DomainError::invalid(
             "stock",

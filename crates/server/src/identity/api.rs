@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_current_token))
         .routes(routes!(me))
         .routes(routes!(change_password))
+        .routes(routes!(step_up))
         .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(sign_in_history))
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_totp, disable_totp))
         .routes(routes!(confirm_totp))
         .routes(routes!(regenerate_recovery_codes))
+        .merge(super::passkey_api::router())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -60,18 +62,34 @@ pub struct User {
     pub shop_id: Option<String>,
 }
 
-/// Creates a buyer or seller account.
+#[derive(Serialize, ToSchema)]
+pub struct SignUpAccepted {
+    /// Always `verification_sent`.
+    pub status: String,
+    /// The address, as Clipcart writes it (trimmed, lower case).
+    pub email: String,
+    pub detail: String,
+}
+
+/// Creates a buyer or seller account and mails a link to verify its address (valid 24 hours).
+/// The answer is the same whether or not the address already has an account — then its owner
+/// gets a mail instead, and nothing is created — so it cannot be used to find out who has an
+/// account. The account can sign in at once; applying to sell and checking out wait for the
+/// verified address (`email-not-verified`). Invalid input still answers 422.
 #[utoipa::path(post, path = "/auth/signup", tag = "identity", request_body = SignUpRequest,
-    responses((status = 201, body = User), (status = 422, body = Problem)))]
+    responses((status = 202, body = SignUpAccepted), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn sign_up(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SignUpRequest>,
-) -> AppResult<(StatusCode, Json<User>)> {
+) -> AppResult<(StatusCode, Json<SignUpAccepted>)> {
     let role = Role::parse(&req.account_type)?;
     if role == Role::Admin {
         return Err(DomainError::invalid("account_type", "choose either buyer or seller").into());
     }
-    let u = service::sign_up(
+    let email = clipcart_domain::identity::Email::parse(&req.email)
+        .map(|e| e.as_str().to_string())
+        .unwrap_or_default();
+    super::email::sign_up(
         &state,
         SignUp {
             email: req.email,
@@ -82,13 +100,13 @@ async fn sign_up(
     )
     .await?;
     Ok((
-        StatusCode::CREATED,
-        Json(User {
-            id: u.id,
-            email: u.email,
-            display_name: u.display_name,
-            role: role.as_str().into(),
-            shop_id: None,
+        StatusCode::ACCEPTED,
+        Json(SignUpAccepted {
+            status: "verification_sent".into(),
+            detail: format!(
+                "We sent a mail to {email}: open the link in it to verify the address. You can sign in now; applying to sell and checking out need the verified address."
+            ),
+            email,
         }),
     ))
 }
@@ -159,6 +177,9 @@ pub struct TokenRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     pub otp: Option<SecretString>,
+    /// Instead of `otp`: a passkey assertion answering `POST /auth/passkey/challenges`.
+    #[serde(default)]
+    pub passkey: Option<super::passkey_api::PasskeyAssertion>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -182,12 +203,25 @@ async fn create_token(
     client: ClientInfo,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> AppResult<(StatusCode, Json<TokenResponse>)> {
-    let user =
-        match service::check_password(&state, &req.email, req.password, req.otp, &client).await? {
-            service::SignIn::Complete { user, .. } => user,
-            service::SignIn::SecondFactorRequired(_) => return Err(AppError::SecondFactorRequired),
-        };
+    let checked = match req.passkey {
+        Some(a) if req.otp.is_none() => {
+            service::check_password_with_passkey(
+                &state,
+                &req.email,
+                req.password,
+                a.into(),
+                &client,
+            )
+            .await?
+        }
+        _ => service::check_password(&state, &req.email, req.password, req.otp, &client).await?,
+    };
+    let user = match checked {
+        service::SignIn::Complete { user, .. } => user,
+        service::SignIn::SecondFactorRequired(_) => return Err(AppError::SecondFactorRequired),
+    };
     let issued = service::issue_token(&state, &user.id).await?;
+    super::alerts::api_signed_in(&state, &user.id, &client).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {
@@ -286,6 +320,45 @@ async fn change_password(
         ended_sessions: changed.ended_sessions,
         revoked_tokens: changed.revoked_tokens,
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// A current authenticator code or an unused recovery code...
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub otp: Option<SecretString>,
+    /// ...or, for an account without a second factor, its password.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<SecretString>,
+}
+
+/// Proves it is you for the next five minutes on this token, before sensitive changes that
+/// carry no body (`DELETE`s) or several in a row. Wrong codes and passwords count as failed
+/// sign-ins.
+#[utoipa::path(post, path = "/me/step-up", tag = "identity", request_body = StepUpRequest,
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds to wait")))),
+    security(("bearer" = [])))]
+async fn step_up(
+    State(state): State<AppState>,
+    ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<StepUpRequest>,
+) -> AppResult<StatusCode> {
+    let mut p = p;
+    // Always prove anew: this call exists to open the window, not to ask whether it is open.
+    p.stepped_up_at = 0;
+    super::step_up::require(
+        &state,
+        &p,
+        super::step_up::StepUpProof::new(req.otp, req.current_password),
+        &client,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- Sessions, sign-in history, sign-in locks ----
@@ -445,9 +518,10 @@ pub struct UnlockResponse {
 async fn unlock_sign_in(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     ApiJson(req): ApiJson<UnlockRequest>,
 ) -> AppResult<Json<UnlockResponse>> {
-    let was_locked = service::unlock_sign_in(&state, &p, &req.email).await?;
+    let was_locked = service::unlock_sign_in(&state, &p, &client, &req.email).await?;
     Ok(Json(UnlockResponse { was_locked }))
 }
 
@@ -478,15 +552,17 @@ pub struct RecoveryCodes {
 
 /// Starts TOTP enrolment: a new seed and its otpauth URI. The factor is not active until
 /// confirmed with a code; starting again replaces an unconfirmed seed. 409 when already on.
+/// Needs step-up (403 `step-up-required`; `POST /me/step-up` first outside the window).
 #[utoipa::path(post, path = "/me/totp", tag = "identity",
-    responses((status = 201, body = TotpEnrolment), (status = 401, body = Problem), (status = 409, body = Problem)),
+    responses((status = 201, body = TotpEnrolment), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 async fn start_totp(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
 ) -> AppResult<(StatusCode, Json<TotpEnrolment>)> {
     use secrecy::ExposeSecret;
-    let e = super::second_factor::start_enrolment(&state, &p).await?;
+    let e = super::second_factor::start_enrolment(&state, &p, &client).await?;
     Ok((
         StatusCode::CREATED,
         Json(TotpEnrolment {

@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
             "/account/security/sessions/revoke-others",
             post(revoke_other_sessions),
         )
+        .merge(super::passkey_pages::router())
 }
 
 #[derive(Template)]
@@ -91,14 +92,14 @@ struct SignUpForm {
 async fn sign_up(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-    client: ClientInfo,
     CsrfForm(f): CsrfForm<SignUpForm>,
 ) -> PageResult {
     let role = match f.account_type.as_str() {
         "seller" => Role::Seller,
         _ => Role::Buyer,
     };
-    let result = service::sign_up(
+    // No session: the answer must not depend on whether the address already had an account.
+    let result = super::email::sign_up(
         &state,
         SignUp {
             email: f.email.clone(),
@@ -109,10 +110,7 @@ async fn sign_up(
     )
     .await;
     match result {
-        Ok(user) => {
-            let token = service::start_session_for(&state, &user.id, &client, None, false).await?;
-            Ok(with_session(&state, &token, see_other(home_for(role))))
-        }
+        Ok(()) => Ok(super::email_pages::sign_up_sent(&state, &csrf, &f.email)),
         Err(e) => {
             let errors = FormErrors::from_error(&e).ok_or(e)?;
             Ok(render_with_status(
@@ -225,12 +223,10 @@ async fn sign_in(
     )
     .await;
     match checked {
-        Ok(service::SignIn::Complete {
-            user,
-            second_factor,
-        }) => {
+        Ok(service::SignIn::Complete { user, .. }) => {
             let previous = cookie(&headers, state.session_cookie);
-            signed_in(&state, &user, &client, previous, second_factor, &f.next).await
+            let res = signed_in(&state, &user, &client, previous, &f.next).await?;
+            Ok(super::alerts::page_signed_in(&state, &user.id, &client, &headers, res).await?)
         }
         Ok(service::SignIn::SecondFactorRequired(user)) => {
             // The password was right: remember that on the server (not in the form) for a
@@ -241,6 +237,7 @@ async fn sign_in(
                 errors: FormErrors::default(),
                 pending,
                 next: f.next,
+                choices: super::passkey_pages::choices(&state, &user.id).await?,
             }))
         }
         Err(AppError::TooManyRequests { retry_after_secs }) => {
@@ -287,16 +284,14 @@ async fn sign_in(
     }
 }
 
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     user: &super::store::UserRow,
     client: &ClientInfo,
     previous: Option<&str>,
-    second_factor: bool,
     next: &str,
 ) -> PageResult {
-    let token =
-        service::start_session_for(state, &user.id, client, previous, second_factor).await?;
+    let token = service::start_session_for(state, &user.id, client, previous).await?;
     let role = Role::parse(&user.role)?;
     let target = if is_local_path(next) {
         next
@@ -315,6 +310,54 @@ struct SignInCodePage {
     /// The opaque id of the pending sign-in (its digest is what the server keeps).
     pending: String,
     next: String,
+    /// A code form, a passkey button, or both.
+    choices: super::passkey_pages::Choices,
+}
+
+/// The sign-in page with a message about the whole form (`passkey_pages`).
+pub(super) fn sign_in_page_with(
+    csrf: &CsrfToken,
+    next: String,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    render_with_status(
+        status,
+        &SignInPage {
+            ctx: PageCtx::new("Sign in", None, csrf),
+            errors: FormErrors {
+                fields: vec![],
+                general: Some(message),
+            },
+            email: String::new(),
+            next,
+        },
+    )
+}
+
+/// The second step again with a message (`passkey_pages`).
+pub(super) async fn code_page_with(
+    state: &AppState,
+    csrf: &CsrfToken,
+    pending: String,
+    next: String,
+    status: StatusCode,
+    message: String,
+) -> PageResult {
+    let choices = super::passkey_pages::pending_choices(state, &pending).await?;
+    Ok(render_with_status(
+        status,
+        &SignInCodePage {
+            ctx: PageCtx::new("Two-factor authentication", None, csrf),
+            errors: FormErrors {
+                fields: vec![],
+                general: Some(message),
+            },
+            pending,
+            next,
+            choices,
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -339,7 +382,8 @@ async fn sign_in_code(
     match checked {
         Ok(Some(user)) => {
             let previous = cookie(&headers, state.session_cookie);
-            signed_in(&state, &user, &client, previous, true, &f.next).await
+            let res = signed_in(&state, &user, &client, previous, &f.next).await?;
+            Ok(super::alerts::page_signed_in(&state, &user.id, &client, &headers, res).await?)
         }
         Ok(None) => Ok(render_with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -368,6 +412,7 @@ async fn sign_in_code(
                                 .into(),
                         ),
                     },
+                    choices: super::passkey_pages::pending_choices(&state, &f.pending).await?,
                     pending: f.pending,
                     next: f.next,
                 },
@@ -387,6 +432,7 @@ async fn sign_in_code(
                         fields: vec![],
                         general: Some("That code is wrong, expired or was already used.".into()),
                     },
+                    choices: super::passkey_pages::pending_choices(&state, &f.pending).await?,
                     pending: f.pending,
                     next: f.next,
                 },
@@ -467,16 +513,42 @@ struct SecurityPage {
     next_cursor: Option<String>,
     two_factor: TwoFactorView,
     password: PasswordFormView,
+    /// The "Email" and "Anti-phishing code" sections (`security_email.html`).
+    email: super::email_pages::EmailSection,
+    /// The "Passkeys" section (`security_passkeys.html`).
+    passkeys: super::passkey_pages::PasskeySection,
 }
 
 /// What the last form on the page did, shown in its section.
 #[derive(Default)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Recovery codes just made: shown this once.
     new_recovery_codes: Vec<String>,
     /// What was wrong with the last second-factor code typed, if anything.
     code_error: Option<String>,
     password: PasswordFormView,
+    /// The email sections' forms (`email_pages`).
+    email: super::email_pages::EmailOutcome,
+    /// What went wrong with the last passkey form (`passkey_pages`).
+    passkey_error: Option<String>,
+}
+
+impl Outcome {
+    /// A passkey form's error, shown in the Passkeys section (`passkey_pages`).
+    pub(super) fn passkey_error(message: String) -> Self {
+        Self {
+            passkey_error: Some(message),
+            ..Self::default()
+        }
+    }
+
+    /// What one of the email forms did (`email_pages`).
+    pub(super) fn email(email: super::email_pages::EmailOutcome) -> Self {
+        Self {
+            email,
+            ..Self::default()
+        }
+    }
 }
 
 /// The "Password" section: field errors and what was typed (never the passwords).
@@ -526,7 +598,7 @@ async fn security_page(
     .await
 }
 
-async fn render_security(
+pub(super) async fn render_security(
     state: &AppState,
     csrf: &CsrfToken,
     headers: &HeaderMap,
@@ -538,6 +610,8 @@ async fn render_security(
         new_recovery_codes,
         code_error,
         password,
+        email,
+        passkey_error,
     } = outcome;
     use secrecy::ExposeSecret;
     let state = state.clone();
@@ -569,8 +643,12 @@ async fn render_security(
         service::sign_in_history(&state, &p, &PageRequest::parse(q.cursor.as_deref(), None)?)
             .await?;
     let address = |a: String| if a.is_empty() { "unknown".into() } else { a };
+    let email = super::email_pages::section(&state, &p, email).await?;
+    let passkeys = super::passkey_pages::section(&state, &p, passkey_error).await?;
     let status = if two_factor.error.is_some()
         || password.errors.fields.iter().any(|e| !e.field.is_empty())
+        || email.has_errors()
+        || passkeys.has_errors()
     {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -581,6 +659,8 @@ async fn render_security(
         &SecurityPage {
             two_factor,
             password,
+            email,
+            passkeys,
             ctx: PageCtx::new("Account security", Some(&p), csrf),
             sessions_truncated: sessions.next_cursor.is_some(),
             sessions: sessions
@@ -672,11 +752,17 @@ async fn after_code_action(
 
 async fn totp_start(
     State(state): State<AppState>,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> PageResult {
-    second_factor::start_enrolment(&state, &p).await?;
-    Ok(see_other("/account/security#two-factor"))
+    match second_factor::start_enrolment(&state, &p, &client).await {
+        Ok(_) => Ok(see_other("/account/security#two-factor")),
+        Err(AppError::StepUpRequired) => Ok(see_other(
+            "/account/confirm?next=/account/security%23two-factor",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn totp_confirm(

@@ -125,8 +125,14 @@ pub async fn is_active(state: &AppState, user_id: &str) -> AppResult<bool> {
 }
 
 /// Starts an enrolment with a fresh 160-bit seed (a restart replaces an unconfirmed one).
-/// Conflict when a factor is already active: turn it off first.
-pub async fn start_enrolment(state: &AppState, p: &Principal) -> AppResult<Enrolment> {
+/// Conflict when a factor is already active: turn it off first. Needs step-up: whoever holds a
+/// session for a moment must not be able to tie the account to their own authenticator.
+pub async fn start_enrolment(
+    state: &AppState,
+    p: &Principal,
+    client: &ClientInfo,
+) -> AppResult<Enrolment> {
+    super::step_up::require(state, p, super::step_up::StepUpProof::default(), client).await?;
     let mut bytes = [0u8; TOTP_SECRET_BYTES];
     rand::rng().fill(&mut bytes[..]);
     let secret = SecretString::from(totp_rs::Secret::from(bytes).to_base32());
@@ -186,6 +192,13 @@ pub async fn confirm_enrolment(
     .await?;
     let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
     tracing::info!(user_id = %p.user_id, ended_sessions = ended, "TOTP enrolment confirmed; two-factor authentication on");
+    super::alerts::send(
+        state,
+        &p.user_id,
+        super::alerts::AlertKind::TwoFactorEnabled,
+        client,
+    )
+    .await?;
     Ok(codes)
 }
 
@@ -278,6 +291,13 @@ pub async fn disable(
     .await?;
     let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
     tracing::info!(user_id = %p.user_id, ended_sessions = ended, "two-factor authentication turned off");
+    super::alerts::send(
+        state,
+        &p.user_id,
+        super::alerts::AlertKind::TwoFactorDisabled,
+        client,
+    )
+    .await?;
     Ok(())
 }
 
@@ -302,5 +322,12 @@ pub async fn regenerate_recovery_codes(
     })
     .await?;
     tracing::info!(user_id = %p.user_id, "recovery codes regenerated");
+    super::alerts::send(
+        state,
+        &p.user_id,
+        super::alerts::AlertKind::RecoveryCodesRegenerated,
+        client,
+    )
+    .await?;
     Ok(codes)
 }

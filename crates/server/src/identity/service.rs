@@ -2,7 +2,7 @@
 //! takes the same time (the hasher verifies against a dummy hash).
 
 use super::store::{self, UserRow};
-use crate::platform::http::auth::Principal;
+use crate::platform::http::auth::{Credential, Principal};
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use clipcart_domain::DomainError;
@@ -31,6 +31,22 @@ pub fn digest(secret: &str) -> String {
 }
 
 pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<UserRow> {
+    let user = new_account(state, input).await?;
+    if !store::insert_user(&state.db.write, &user).await? {
+        return Err(DomainError::invalid(
+            "email",
+            "an account with this email already exists; sign in instead",
+        )
+        .into());
+    }
+    tracing::info!(user_id = %user.id, role = %user.role, "account created");
+    Ok(user)
+}
+
+/// Checks a sign-up (email, name, password policy) and hashes its password: the account's
+/// row, not stored yet. The public sign-up (`email::sign_up`) stores it without telling
+/// whether the address was taken.
+pub async fn new_account(state: &AppState, input: SignUp) -> AppResult<UserRow> {
     let mut errors = clipcart_domain::error::Errors::new();
     let email = errors.check(Email::parse(&input.email));
     let name = input.display_name.trim().to_string();
@@ -57,14 +73,6 @@ pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<UserRow> {
         role: input.role.as_str().to_string(),
         created_at: state.now_ms(),
     };
-    if !store::insert_user(&state.db.write, &user).await? {
-        return Err(DomainError::invalid(
-            "email",
-            "an account with this email already exists; sign in instead",
-        )
-        .into());
-    }
-    tracing::info!(user_id = %user.id, role = %user.role, "account created");
     Ok(user)
 }
 
@@ -93,7 +101,11 @@ pub async fn check_password(
         state,
         email,
         user,
-        Attempt::Password { password, otp },
+        Attempt::Password {
+            password,
+            otp,
+            passkey: None,
+        },
         client,
     )
     .await
@@ -111,9 +123,77 @@ enum Attempt {
     Password {
         password: SecretString,
         otp: Option<SecretString>,
+        /// A passkey assertion as the second factor, instead of `otp`.
+        passkey: Option<super::passkey::Assertion>,
     },
     /// The second step of a page sign-in: the code alone, the password having been proved.
     Code(SecretString),
+    /// The same second step with a passkey instead of a code.
+    Passkey(super::passkey::Assertion),
+}
+
+/// `check_password` with a passkey assertion as the second factor instead of a code (API
+/// clients: the ceremony comes from `passkey::start_sign_in`). Throttled and counted the same:
+/// a refused assertion is a failure like a wrong code.
+pub async fn check_password_with_passkey(
+    state: &AppState,
+    email: &str,
+    password: SecretString,
+    passkey: super::passkey::Assertion,
+    client: &ClientInfo,
+) -> AppResult<SignIn> {
+    let user = match Email::parse(email) {
+        Ok(e) => store::user_by_email(&state.db.read, e.as_str()).await?,
+        Err(_) => None,
+    };
+    let attempt = Attempt::Password {
+        password,
+        otp: None,
+        passkey: Some(passkey),
+    };
+    throttled_attempt(state, email, user, attempt, client).await
+}
+
+/// The second step of a page sign-in with a passkey (see `check_pending_code`).
+pub async fn check_pending_passkey(
+    state: &AppState,
+    pending_id: &str,
+    passkey: super::passkey::Assertion,
+    client: &ClientInfo,
+) -> AppResult<Option<UserRow>> {
+    let hash = digest(pending_id);
+    let Some(user_id) = sf_store::pending_user(&state.db.write, &hash, state.now_ms()).await?
+    else {
+        return Ok(None);
+    };
+    let Some(user) = store::user_by_id(&state.db.write, &user_id).await? else {
+        return Ok(None);
+    };
+    let email = user.email.clone();
+    let attempt = Attempt::Passkey(passkey);
+    match throttled_attempt(state, &email, Some(user), attempt, client).await? {
+        SignIn::Complete { user, .. } => {
+            sf_store::delete_pending(&state.db.write, &hash).await?;
+            Ok(Some(user))
+        }
+        SignIn::SecondFactorRequired(_) => Ok(None),
+    }
+}
+
+/// Records a passwordless passkey sign-in in the sign-in history.
+pub(crate) async fn record_passkey_sign_in(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+) -> AppResult<()> {
+    record_sign_in(
+        state,
+        Some(user_id),
+        SignInOutcome::Success,
+        client,
+        state.now_ms(),
+    )
+    .await
 }
 
 /// The second step of a page sign-in: a code for the sign-in pending under `pending_id`
@@ -235,7 +315,7 @@ pub async fn principal_from_session(state: &AppState, token: &str) -> AppResult<
     if now - row.last_seen_at >= TOUCH_EVERY_MS {
         store::touch_session(&state.db.write, &hash, now).await?;
     }
-    Ok(row.into_principal())
+    Ok(row.into_principal(Credential::Session { id_hash: hash }))
 }
 
 pub struct IssuedToken {
@@ -264,13 +344,14 @@ pub async fn principal_from_token(state: &AppState, token: &str) -> AppResult<Op
     if !token.starts_with("cc_") || token.len() > 100 {
         return Ok(None);
     }
-    let Some(row) = store::token_principal(&state.db.read, &digest(token)).await? else {
+    let hash = digest(token);
+    let Some(row) = store::token_principal(&state.db.read, &hash).await? else {
         return Ok(None);
     };
     if state.now_ms() >= row.expires_at {
         return Ok(None);
     }
-    Ok(row.into_principal())
+    Ok(row.into_principal(Credential::Token { id_hash: hash }))
 }
 
 pub async fn revoke_token(state: &AppState, token: &str) -> AppResult<()> {
@@ -278,7 +359,8 @@ pub async fn revoke_token(state: &AppState, token: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Creates an account from the command line (the first admin, demo users).
+/// Creates an account from the command line (the first admin, demo users). The operator
+/// vouches for the address, so it counts as verified (no mail is sent).
 pub async fn create_account(
     state: &AppState,
     email: &str,
@@ -286,7 +368,7 @@ pub async fn create_account(
     name: &str,
     role: Role,
 ) -> Result<UserRow, AppError> {
-    sign_up(
+    let user = sign_up(
         state,
         SignUp {
             email: email.into(),
@@ -295,7 +377,9 @@ pub async fn create_account(
             role,
         },
     )
-    .await
+    .await?;
+    super::email::mark_verified_by_operator(state, &user.id).await?;
+    Ok(user)
 }
 
 // ---- Sign-in security: throttling, the sign-in history, sessions people can see and end ----
@@ -418,10 +502,16 @@ async fn verify_reserved(
         )
         .await);
     }
-    let (password, otp) = match attempt {
-        Attempt::Password { password, otp } => (Some(password), otp),
-        Attempt::Code(code) => (None, Some(code)),
+    let (password, otp, passkey) = match attempt {
+        Attempt::Password {
+            password,
+            otp,
+            passkey,
+        } => (Some(password), otp, passkey),
+        Attempt::Code(code) => (None, Some(code), None),
+        Attempt::Passkey(assertion) => (None, None, Some(assertion)),
     };
+    let proof_given = otp.is_some() || passkey.is_some();
     let verified = match password {
         Some(password) => {
             state
@@ -455,16 +545,21 @@ async fn verify_reserved(
     };
     // The second factor, once the password is right: none needed, missing, right or wrong.
     let second = match &user {
-        Some(u) if ok && second_factor::is_active(&state, &u.id).await? => match &otp {
-            None => Some(false),
-            Some(code) => {
-                Some(second_factor::verify_code(&state, &u.id, code.expose_secret()).await?)
+        Some(u) if ok && super::passkey::second_factor_on(&state, &u.id).await? => {
+            match (&otp, passkey) {
+                (Some(code), _) => {
+                    Some(second_factor::verify_code(&state, &u.id, code.expose_secret()).await?)
+                }
+                (None, Some(assertion)) => {
+                    Some(super::passkey::verify_second_factor(&state, &u.id, assertion).await?)
+                }
+                (None, None) => Some(false),
             }
-        },
+        }
         _ => None,
     };
     if second == Some(false)
-        && otp.is_none()
+        && !proof_given
         && let Some(u) = user
     {
         // Neither a success nor a failure: give the reservation and the ticket back.
@@ -476,7 +571,22 @@ async fn verify_reserved(
     let ok = ok && second != Some(false);
     match user {
         Some(u) if ok => {
+            // Read before the success resets it: many failures before a success get an alert.
+            let failures_before = throttle_store::account(db, &key)
+                .await?
+                .map_or(0, |a| a.failures);
             throttle_store::settle_success(db, &key).await?;
+            if failures_before >= super::alerts::FAILURES_WORTH_AN_ALERT {
+                super::alerts::send(
+                    &state,
+                    &u.id,
+                    super::alerts::AlertKind::SignInAfterFailures {
+                        failures: failures_before,
+                    },
+                    &client,
+                )
+                .await?;
+            }
             throttle_store::return_address_ticket(db, &address, ticket.window_start).await?;
             record_sign_in(&state, Some(&u.id), SignInOutcome::Success, &client, now).await?;
             tracing::info!(user_id = %u.id, outcome = "success", second_factor = second.is_some(), client_ip = %client.ip, "sign-in");
@@ -545,6 +655,43 @@ pub async fn throttled_code_check<T: Send + 'static>(
         now,
     ));
     task.await.map_err(|e| AppError::Internal(e.into()))?
+}
+
+/// `throttled_code_check` for an account named by id and email rather than a principal: the
+/// code a password reset asks for (nobody is signed in then). The same throttle, the same
+/// counting.
+pub async fn throttled_code_check_for<T: Send + 'static>(
+    state: &AppState,
+    user_id: &str,
+    email: &str,
+    client: &ClientInfo,
+    check: impl Future<Output = AppResult<Option<T>>> + Send + 'static,
+) -> AppResult<T> {
+    let now = state.now_ms();
+    let key = sign_in_account_key(state, email);
+    let address = throttle_rules::address_bucket(client.ip);
+    if let Some(refusal) = stored_refusal(state, &key, &address, now).await? {
+        return Err(refuse_sign_in(state, refusal, Some(user_id), client, now).await);
+    }
+    let task = tokio::spawn(code_check_reserved(
+        state.clone(),
+        key,
+        address,
+        user_id.to_string(),
+        check,
+        client.clone(),
+        now,
+    ));
+    task.await.map_err(|e| AppError::Internal(e.into()))?
+}
+
+/// Clears the sign-in back-off, lock and failure count of an email: after a completed password
+/// reset (a mailed link and, with 2FA, a code) the old password's guessers have nothing left
+/// to guess.
+pub async fn clear_sign_in_throttle(state: &AppState, email: &str) -> AppResult<()> {
+    let key = sign_in_account_key(state, email);
+    throttle_store::unlock(&state.db.write, &key).await?;
+    Ok(())
 }
 
 async fn code_check_reserved<T>(
@@ -629,8 +776,14 @@ pub async fn end_other_sessions_of(
 /// Clears the sign-in lock, back-off and failure count of an email (known or not); platform
 /// admins only. Until password reset exists this is the way out of the 100-failure lock.
 /// Returns whether it was locked.
-pub async fn unlock_sign_in(state: &AppState, p: &Principal, email: &str) -> AppResult<bool> {
-    p.require(Role::Admin)?;
+pub async fn unlock_sign_in(
+    state: &AppState,
+    p: &Principal,
+    client: &ClientInfo,
+    email: &str,
+) -> AppResult<bool> {
+    crate::identity::passkey::require_admin(state, p).await?;
+    super::step_up::require(state, p, super::step_up::StepUpProof::default(), client).await?;
     let key = sign_in_account_key(state, email);
     let was = throttle_store::account(&state.db.write, &key)
         .await?
@@ -646,15 +799,14 @@ pub async fn unlock_sign_in(state: &AppState, p: &Principal, email: &str) -> App
 }
 
 /// Starts a session as `start_session` does, remembering the client's address and user agent
-/// and giving the session its public id.
-/// `second_factor` says whether a second factor was proved at this sign-in (its time is kept
-/// on the session as `second_factor_at` for step-up).
+/// and giving the session its public id. A complete sign-in is the strongest proof the
+/// account has (its second factor, or its password when it has none), so the session starts
+/// inside the step-up window (`second_factor_at`, see `step_up`).
 pub async fn start_session_for(
     state: &AppState,
     user_id: &str,
     client: &ClientInfo,
     previous: Option<&str>,
-    second_factor: bool,
 ) -> AppResult<String> {
     if let Some(old) = previous {
         store::delete_session(&state.db.write, &digest(old)).await?;
@@ -672,7 +824,7 @@ pub async fn start_session_for(
             expires_at: now + SESSION_ABSOLUTE_MS,
             user_agent: &client.user_agent,
             address: &address,
-            second_factor_at: if second_factor { now } else { 0 },
+            second_factor_at: now,
         },
     )
     .await?;
@@ -891,6 +1043,13 @@ pub async fn change_password(
     let proved =
         match check_password(state, &user.email, change.current_password, otp, client).await {
             Ok(SignIn::Complete { user: u, .. }) => u,
+            // The password was right and the second factor is a passkey, which cannot come as
+            // a code: a passkey step-up within the window stands for it.
+            Ok(SignIn::SecondFactorRequired(u))
+                if !has_second_factor && !code_given && super::step_up::is_fresh(state, p) =>
+            {
+                u
+            }
             Ok(SignIn::SecondFactorRequired(_)) => return Err(AppError::SecondFactorRequired),
             Err(AppError::Domain(DomainError::Invalid(_))) => {
                 let message = if code_given {
@@ -916,7 +1075,16 @@ pub async fn change_password(
     }
     let ended_sessions = store::delete_other_sessions(&mut *tx, &user.id, &keep_session).await?;
     let revoked_tokens = store::delete_other_tokens(&mut *tx, &user.id, &keep_token).await?;
+    super::alerts::security_change(
+        &mut tx,
+        state,
+        &user.id,
+        super::alerts::AlertKind::PasswordChanged,
+        client,
+    )
+    .await?;
     tx.commit().await?;
+    state.mail.wake();
     tracing::info!(
         user_id = %user.id,
         second_factor = has_second_factor,

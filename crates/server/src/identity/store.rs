@@ -1,7 +1,8 @@
 //! SQL for users, sessions and API tokens. Secrets are stored only as SHA-256 digests.
 
-use crate::platform::http::auth::Principal;
+use crate::platform::http::auth::{Credential, Principal};
 use clipcart_domain::identity::Role;
+use clipcart_domain::identity::staff::{Permissions, PresetRole, ShopAccess};
 use clipcart_domain::ids;
 use clipcart_domain::page::PageRequest;
 use sqlx::{AnyPool, FromRow};
@@ -17,7 +18,10 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
-pub async fn insert_user(pool: &AnyPool, u: &UserRow) -> Result<bool, sqlx::Error> {
+pub async fn insert_user<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    u: &UserRow,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "INSERT INTO users (id, email, password_hash, display_name, role, created_at, disabled) \
          VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (email) DO NOTHING",
@@ -28,7 +32,7 @@ pub async fn insert_user(pool: &AnyPool, u: &UserRow) -> Result<bool, sqlx::Erro
     .bind(&u.display_name)
     .bind(&u.role)
     .bind(u.created_at)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -57,34 +61,77 @@ pub struct PrincipalRow {
     pub role: String,
     pub email: String,
     pub display_name: String,
-    pub shop_id: Option<String>,
+    /// The shop the user owns...
+    pub owned_shop_id: Option<String>,
+    /// ...or works for, with the role's key and, for a custom role, its permissions.
+    pub member_shop_id: Option<String>,
+    pub member_role: Option<String>,
+    pub role_permissions: Option<String>,
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
+    pub stepped_up_at: i64,
 }
 
 impl PrincipalRow {
-    pub fn into_principal(self) -> Option<Principal> {
+    pub fn into_principal(self, credential: Credential) -> Option<Principal> {
+        let (shop_id, shop_access) = match (self.owned_shop_id, self.member_shop_id) {
+            (Some(owned), _) => (Some(owned), Some(ShopAccess::Owner)),
+            (None, Some(shop)) => {
+                let role = self.member_role.unwrap_or_default();
+                let permissions = match PresetRole::parse(&role) {
+                    Some(preset) => preset.permissions(),
+                    // A custom role: its stored grants; a row that cannot be read grants nothing.
+                    None => self
+                        .role_permissions
+                        .as_deref()
+                        .and_then(|p| Permissions::decode(p).ok())
+                        .unwrap_or_default(),
+                };
+                (Some(shop), Some(ShopAccess::Staff { role, permissions }))
+            }
+            (None, None) => (None, None),
+        };
         Some(Principal {
             role: Role::parse(&self.role).ok()?,
             user_id: self.user_id,
             email: self.email,
             display_name: self.display_name,
-            shop_id: self.shop_id,
+            shop_id,
+            shop_access,
+            credential,
+            stepped_up_at: self.stepped_up_at,
         })
     }
+}
+
+/// The user, their shop and their place in it: owner (`shops.owner_user_id`) or staff
+/// (`shop_members`, with the custom role's grants when the role is not a preset).
+macro_rules! principal_select {
+    ($credential:literal) => {
+        concat!(
+            "SELECT u.id AS user_id, u.role, u.email, u.display_name, s.id AS owned_shop_id, \
+                    m.shop_id AS member_shop_id, m.role AS member_role, r.permissions AS role_permissions, ",
+            $credential,
+            " JOIN users u ON u.id = c.user_id \
+             LEFT JOIN shops s ON s.owner_user_id = u.id \
+             LEFT JOIN shop_members m ON m.user_id = u.id \
+             LEFT JOIN shop_roles r ON r.id = m.role AND r.shop_id = m.shop_id "
+        )
+    };
 }
 
 pub async fn session_principal(
     pool: &AnyPool,
     id_hash: &str,
 ) -> Result<Option<PrincipalRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id AS user_id, u.role, u.email, u.display_name, s.id AS shop_id, \
-                se.created_at, se.last_seen_at, se.expires_at \
-         FROM sessions se JOIN users u ON u.id = se.user_id LEFT JOIN shops s ON s.owner_user_id = u.id \
-         WHERE se.id_hash = $1 AND u.disabled = 0",
-    )
+    sqlx::query_as(concat!(
+        principal_select!(
+            "c.created_at, c.last_seen_at, c.expires_at, c.second_factor_at AS stepped_up_at \
+             FROM sessions c"
+        ),
+        "WHERE c.id_hash = $1 AND u.disabled = 0"
+    ))
     .bind(id_hash)
     .fetch_optional(pool)
     .await
@@ -246,7 +293,8 @@ pub async fn insert_token(
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+        "INSERT INTO api_tokens (id, token_hash, user_id, created_at, last_seen_at, expires_at, stepped_up_at) \
+         VALUES ($1, $2, $3, $4, $4, $5, $4)",
     )
     .bind(id)
     .bind(token_hash)
@@ -262,15 +310,36 @@ pub async fn token_principal(
     pool: &AnyPool,
     token_hash: &str,
 ) -> Result<Option<PrincipalRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id AS user_id, u.role, u.email, u.display_name, s.id AS shop_id, \
-                t.created_at, t.last_seen_at, t.expires_at \
-         FROM api_tokens t JOIN users u ON u.id = t.user_id LEFT JOIN shops s ON s.owner_user_id = u.id \
-         WHERE t.token_hash = $1 AND u.disabled = 0",
-    )
+    sqlx::query_as(concat!(
+        principal_select!(
+            "c.created_at, c.last_seen_at, c.expires_at, c.stepped_up_at FROM api_tokens c"
+        ),
+        "WHERE c.token_hash = $1 AND u.disabled = 0"
+    ))
     .bind(token_hash)
     .fetch_optional(pool)
     .await
+}
+
+/// Records a step-up proof on a session (`second_factor_at`) or an API token.
+pub async fn record_step_up(
+    pool: &AnyPool,
+    credential: &Credential,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let (sql, hash) = match credential {
+        Credential::Session { id_hash } => (
+            "UPDATE sessions SET second_factor_at = $1 WHERE id_hash = $2",
+            id_hash,
+        ),
+        Credential::Token { id_hash } => (
+            "UPDATE api_tokens SET stepped_up_at = $1 WHERE token_hash = $2",
+            id_hash,
+        ),
+        Credential::Internal => return Ok(()),
+    };
+    sqlx::query(sql).bind(now).bind(hash).execute(pool).await?;
+    Ok(())
 }
 
 pub async fn delete_token(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {

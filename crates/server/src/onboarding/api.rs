@@ -5,6 +5,7 @@ use super::store::ShopRow;
 use crate::platform::clock::rfc3339;
 use crate::platform::http::AppResult;
 use crate::platform::http::auth::ApiPrincipal;
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::error::Problem;
 use crate::platform::http::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -167,16 +168,18 @@ async fn list_shops(
     }))
 }
 
-/// Approves a submitted application; the shop becomes active.
+/// Approves a submitted application; the shop becomes active. Needs step-up (403
+/// `step-up-required`: `POST /me/step-up/passkey` first when the token is older than 5 minutes).
 #[utoipa::path(post, path = "/admin/shops/{shop_id}/approve", tag = "onboarding",
     params(("shop_id" = String, Path)),
-    responses((status = 200, body = Shop), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = Shop), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
 async fn approve(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     Path(shop_id): Path<String>,
 ) -> AppResult<Json<Shop>> {
-    let shop = service::decide(&state, &p, &shop_id, true, "").await?;
+    let shop = service::decide(&state, &p, &client, &shop_id, true, "").await?;
     Ok(Json(Shop::from_row(shop, p.role)))
 }
 
@@ -187,16 +190,17 @@ pub struct RejectRequest {
     pub reason: String,
 }
 
-/// Rejects a submitted application with a reason the seller reads.
+/// Rejects a submitted application with a reason the seller reads. Needs step-up, as approving.
 #[utoipa::path(post, path = "/admin/shops/{shop_id}/reject", tag = "onboarding",
     params(("shop_id" = String, Path)), request_body = RejectRequest,
-    responses((status = 200, body = Shop), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = Shop), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn reject(
     State(state): State<AppState>,
     ApiPrincipal(p): ApiPrincipal,
+    client: ClientInfo,
     Path(shop_id): Path<String>,
     ApiJson(r): ApiJson<RejectRequest>,
 ) -> AppResult<Json<Shop>> {
-    let shop = service::decide(&state, &p, &shop_id, false, &r.reason).await?;
+    let shop = service::decide(&state, &p, &client, &shop_id, false, &r.reason).await?;
     Ok(Json(Shop::from_row(shop, p.role)))
 }

@@ -3,7 +3,9 @@
 use super::service::{self, mask_last4};
 use super::store::ShopRow;
 use crate::platform::clock::human;
+use crate::platform::http::AppError;
 use crate::platform::http::auth::PagePrincipal;
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
 use crate::platform::http::page::{
     FormErrors, PageCtx, PageResult, render, render_with_status, see_other,
@@ -199,6 +201,9 @@ async fn queue_page(
     ))
 }
 
+/// Decisions need a fresh passkey or code: confirm, then back to the queue.
+const CONFIRM_FIRST: &str = "/account/confirm?next=/admin";
+
 #[derive(Deserialize)]
 struct DecisionForm {
     #[serde(default)]
@@ -207,23 +212,29 @@ struct DecisionForm {
 
 async fn approve(
     State(state): State<AppState>,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     Path(id): Path<String>,
     CsrfForm(_f): CsrfForm<DecisionForm>,
 ) -> PageResult {
-    service::decide(&state, &p, &id, true, "").await?;
-    Ok(see_other("/admin"))
+    match service::decide(&state, &p, &client, &id, true, "").await {
+        Ok(_) => Ok(see_other("/admin")),
+        Err(AppError::StepUpRequired) => Ok(see_other(CONFIRM_FIRST)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn reject(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
+    client: ClientInfo,
     PagePrincipal(p): PagePrincipal,
     Path(id): Path<String>,
     CsrfForm(f): CsrfForm<DecisionForm>,
 ) -> PageResult {
-    match service::decide(&state, &p, &id, false, &f.reason).await {
+    match service::decide(&state, &p, &client, &id, false, &f.reason).await {
         Ok(_) => Ok(see_other("/admin")),
+        Err(AppError::StepUpRequired) => Ok(see_other(CONFIRM_FIRST)),
         Err(e) => {
             let mut errors = FormErrors::from_error(&e).ok_or(e)?;
             if errors.general.is_none() {

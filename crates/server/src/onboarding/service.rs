@@ -1,10 +1,13 @@
 //! Onboarding use cases: apply (seller), review (admin).
 
 use super::store::{self, ShopRow};
+use crate::identity::step_up::{self, StepUpProof};
 use crate::platform::http::auth::Principal;
+use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use clipcart_domain::identity::Role;
+use clipcart_domain::identity::staff::{Access, Area};
 use clipcart_domain::onboarding::{self as rules, AddressInput, ApplicationInput, ShopStatus};
 use clipcart_domain::page::{Cursor, PageRequest};
 use clipcart_domain::{DomainError, ids};
@@ -15,6 +18,14 @@ pub async fn apply(
     input: &ApplicationInput,
 ) -> AppResult<ShopRow> {
     p.require(Role::Seller)?;
+    if p.is_staff() {
+        return Err(DomainError::Conflict(
+            "this account works for another shop; apply with an account of your own".into(),
+        )
+        .into());
+    }
+    // A shop's owner must be reachable: the address is proved before the application.
+    crate::identity::email::require_verified(state, &p.user_id).await?;
     let app = input.parse()?;
     let address_json = serde_json::to_string(&AddressInput {
         line1: app.address.line1,
@@ -47,9 +58,13 @@ pub async fn apply(
     Ok(shop)
 }
 
+/// The shop the seller owns or works for (any staff role may see which shop it is).
 pub async fn my_shop(state: &AppState, p: &Principal) -> AppResult<Option<ShopRow>> {
     p.require(Role::Seller)?;
-    Ok(store::by_owner(&state.db.read, &p.user_id).await?)
+    match (&p.shop_id, p.is_staff()) {
+        (Some(shop_id), true) => Ok(store::by_id(&state.db.read, shop_id).await?),
+        _ => Ok(store::by_owner(&state.db.read, &p.user_id).await?),
+    }
 }
 
 pub struct ShopPage {
@@ -63,7 +78,7 @@ pub async fn list_applications(
     status: &str,
     page: &PageRequest,
 ) -> AppResult<ShopPage> {
-    p.require(Role::Admin)?;
+    crate::identity::passkey::require_admin(state, p).await?;
     let status = ShopStatus::parse(status)
         .map_err(|_| DomainError::invalid("status", "unknown shop status"))?;
     let mut items = store::list_by_status(&state.db.read, status.as_str(), page).await?;
@@ -82,14 +97,17 @@ pub async fn list_applications(
     Ok(ShopPage { items, next_cursor })
 }
 
+/// An admin's decision on an application; needs step-up (a passkey or code within minutes).
 pub async fn decide(
     state: &AppState,
     p: &Principal,
+    client: &ClientInfo,
     shop_id: &str,
     approve: bool,
     reason: &str,
 ) -> AppResult<ShopRow> {
-    p.require(Role::Admin)?;
+    crate::identity::passkey::require_admin(state, p).await?;
+    step_up::require(state, p, StepUpProof::default(), client).await?;
     let reason = reason.trim();
     if !approve && (reason.is_empty() || reason.chars().count() > 1000) {
         return Err(
@@ -120,9 +138,15 @@ pub async fn decide(
         .ok_or(DomainError::NotFound)?)
 }
 
-/// The caller's own shop, whatever its status (callers check what the status allows).
-pub async fn selling_shop(state: &AppState, p: &Principal) -> AppResult<ShopRow> {
-    let shop_id = p.seller_shop()?;
+/// The caller's shop, whatever its status (callers check what the status allows), when
+/// their place in it grants `needed` on `area`.
+pub async fn selling_shop(
+    state: &AppState,
+    p: &Principal,
+    area: Area,
+    needed: Access,
+) -> AppResult<ShopRow> {
+    let shop_id = p.shop(area, needed)?;
     let shop = store::by_id(&state.db.read, shop_id)
         .await?
         .ok_or(DomainError::NotFound)?;

@@ -166,6 +166,8 @@ pub async fn place(
     ship: &ShippingAddress,
 ) -> AppResult<Placed> {
     p.require(Role::Buyer)?;
+    // Order and payment mail must reach the buyer: a proved address first.
+    crate::identity::email::require_verified(state, &p.user_id).await?;
     if payment_token.is_empty() || payment_token.len() > 100 {
         return Err(DomainError::invalid(
             "payment_token",

@@ -7,6 +7,7 @@ use crate::platform::http::auth::Principal;
 use crate::state::AppState;
 use clipcart_domain::DomainError;
 use clipcart_domain::identity::Role;
+use clipcart_domain::identity::staff::{Access, Area};
 use clipcart_domain::money::Currency;
 use clipcart_domain::orders::{self as rules, OrderStatus};
 use clipcart_domain::page::{Cursor, PageRequest};
@@ -50,7 +51,7 @@ pub async fn seller_orders(
     status: Option<&str>,
     page: &PageRequest,
 ) -> AppResult<OrderPage> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Fulfilment, Access::View)?;
     let status = status_filter(status)?;
     Ok(paged(
         store::list(&state.db.read, OwnerColumn::Shop, shop_id, status, page).await?,
@@ -59,7 +60,7 @@ pub async fn seller_orders(
 }
 
 pub async fn seller_order(state: &AppState, p: &Principal, id: &str) -> AppResult<OrderView> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Fulfilment, Access::View)?;
     let order = store::shop_order(&state.db.read, shop_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
@@ -74,7 +75,7 @@ pub async fn ship(
     carrier: &str,
     tracking: &str,
 ) -> AppResult<OrderView> {
-    let shop_id = p.seller_shop()?;
+    let shop_id = p.shop(Area::Fulfilment, Access::Edit)?;
     let (carrier, tracking) = rules::parse_tracking(carrier, tracking)?;
     let order = store::shop_order(&state.db.read, shop_id, id)
         .await?

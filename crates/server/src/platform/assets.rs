@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
 const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
+const PASSKEY_JS: &str = include_str!("../../static/passkey.js");
 
 struct Asset {
     url: String,
@@ -26,11 +27,17 @@ fn asset(stem: &str, ext: &str, body: &'static str, kind: &'static str) -> Asset
     }
 }
 
-static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     [
         asset("app", "css", APP_CSS, "text/css; charset=utf-8"),
         asset("app", "js", APP_JS, "text/javascript; charset=utf-8"),
         asset("htmx", "js", HTMX_JS, "text/javascript; charset=utf-8"),
+        asset(
+            "passkey",
+            "js",
+            PASSKEY_JS,
+            "text/javascript; charset=utf-8",
+        ),
     ]
 });
 
@@ -45,6 +52,11 @@ pub fn js() -> &'static str {
 
 pub fn htmx() -> &'static str {
     &ASSETS[2].url
+}
+
+/// WebAuthn for the passkey buttons, only on the pages that have one.
+pub fn passkey_js() -> &'static str {
+    &ASSETS[3].url
 }
 
 pub async fn serve(Path(name): Path<String>) -> Response {

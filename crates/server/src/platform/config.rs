@@ -21,6 +21,13 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::platform::http::client::IpRange>,
     /// Mounts the benchmark baseline routes of `platform::bench` (off unless benchmarking).
     pub bench_routes: bool,
+    /// The SMTP server mail is delivered through: `smtp://host:port` (plain, or
+    /// `?tls=required` for STARTTLS), `smtps://user:password@host` (TLS from the start). A
+    /// secret: it may carry the password. `None` (development): mail stays in the outbox,
+    /// readable at `/dev/outbox` on a loopback public URL. See `platform::mail`.
+    pub smtp_url: Option<secrecy::SecretString>,
+    /// The `From` of every mail, e.g. `Clipcart <no-reply@shop.example.com>`.
+    pub mail_from: String,
 }
 
 impl Config {
@@ -36,6 +43,8 @@ impl Config {
             max_connections: 16,
             trusted_proxies: Vec::new(),
             bench_routes: false,
+            smtp_url: None,
+            mail_from: crate::platform::mail::DEFAULT_FROM.to_string(),
         }
     }
 

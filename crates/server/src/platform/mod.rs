@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod mail;
 pub mod openapi;
 pub mod secrets;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&Security),
     tags(
         (name = "identity", description = "Accounts and API tokens"),
+        (name = "staff", description = "Shop staff: invitations, members and roles (owner only)"),
         (name = "onboarding", description = "Seller applications and their review"),
         (name = "catalog", description = "Products and variants"),
         (name = "checkout", description = "Cart and checkout"),

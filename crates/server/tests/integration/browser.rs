@@ -82,7 +82,10 @@ async fn first_sale_through_the_web_pages() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
         return;
     };
-    let b = Browser::launch(&tools, &app.base).await;
+    // At the public URL (localhost): the admin registers a passkey, and WebAuthn needs a
+    // domain as the relying party.
+    let b = Browser::launch(&tools, &app.state.config.public_url).await;
+    b.add_virtual_authenticator().await;
     let mut shots = Shots::new();
     walk(&app, &b, &mut shots).await;
     b.quit().await;
@@ -95,6 +98,18 @@ async fn sign_in(b: &Browser, email: &str, lands_on: &str) {
     b.click("#signin-submit").await;
     b.wait_for_path(lands_on).await;
     b.wait_for("#signout").await;
+}
+
+/// Opens the development outbox from the "check your inbox" page and follows the
+/// verification link of the newest mail to `email`.
+pub(crate) async fn verify_from_outbox(b: &Browser, email: &str) {
+    b.click("#dev-outbox-link").await;
+    b.wait_for_path("/dev/outbox").await;
+    b.click(xpath(format!(
+        "(//article[.//span[@class='mail-to' and normalize-space()='{email}']]//a[contains(@href, '/verify-email?token=')])[1]"
+    )))
+    .await;
+    b.wait_for_text("h1", "Email address confirmed").await;
 }
 
 async fn sign_out(b: &Browser) {
@@ -150,7 +165,12 @@ async fn walk(app: &TestApp, b: &Browser, shots: &mut Shots) {
     );
     shots.take(b, "signup-seller").await;
     b.click("#signup-submit").await;
-    b.wait_for_path("/seller").await;
+    // Selling waits for a verified address: the link is in the development outbox (no SMTP
+    // server in the tests' configuration).
+    b.wait_for_text("h1", "Check your inbox").await;
+    verify_from_outbox(b, SELLER_EMAIL).await;
+    shots.take(b, "email-verified").await;
+    sign_in(b, SELLER_EMAIL, "/seller").await;
     b.wait_for_text("h1", "Apply to sell on Clipcart").await;
 
     b.fill("#business_name", "Kite & Loom").await;
@@ -176,7 +196,24 @@ async fn walk(app: &TestApp, b: &Browser, shots: &mut Shots) {
 
     // 3. The admin approves the shop.
     sign_out(b).await;
-    sign_in(b, ADMIN_EMAIL, "/admin").await;
+    // Admins must have a passkey: at the first sign-in the console sends them to add one.
+    b.goto("/signin").await;
+    b.fill("#email", ADMIN_EMAIL).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#signin-submit").await;
+    b.wait_for_path_where("of the security page", |p| {
+        p.starts_with("/account/security")
+    })
+    .await;
+    b.wait_for("#passkey-required").await;
+    b.fill("#passkey-name", "Admin laptop").await;
+    shots.take(b, "admin-passkey-required").await;
+    b.click("#add-passkey").await;
+    b.wait_for_text("#passkey-list tbody tr", "Admin laptop")
+        .await;
+    assert!(b.find("#passkey-required").await.is_none());
+    b.goto("/admin").await;
+    b.wait_for_path("/admin").await;
     let row = xpath("//tr[starts-with(@id,'application-')][td[1]='Kite & Loom']");
     let row_text = b.text(row.clone()).await;
     assert!(
@@ -283,7 +320,9 @@ async fn walk(app: &TestApp, b: &Browser, shots: &mut Shots) {
     b.fill("#email", BUYER_EMAIL).await;
     b.fill("#password", PASSWORD).await;
     b.click("#signup-submit").await;
-    b.wait_for_path("/").await;
+    b.wait_for_text("h1", "Check your inbox").await;
+    verify_from_outbox(b, BUYER_EMAIL).await;
+    sign_in(b, BUYER_EMAIL, "/").await;
     b.wait_for("#nav-cart").await;
     let card = xpath(format!(
         "//ul[@id='product-grid']//a[.//h2[normalize-space()='{TITLE}']]"

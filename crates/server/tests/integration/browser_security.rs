@@ -15,14 +15,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Numbered screenshots of one walk: `sec-<walk>-01-name.png`, ...
-struct Shots {
+pub struct Shots {
     dir: PathBuf,
     prefix: String,
     n: usize,
 }
 
 impl Shots {
-    fn new(walk: &str) -> Shots {
+    pub fn new(walk: &str) -> Shots {
         let dir = screenshot_dir();
         let prefix = format!("sec-{walk}-");
         // Only this walk's pictures from the last run; other tests write theirs alongside.
@@ -39,7 +39,7 @@ impl Shots {
         Shots { dir, prefix, n: 0 }
     }
 
-    async fn take(&mut self, browser: &Browser, name: &str) {
+    pub async fn take(&mut self, browser: &Browser, name: &str) {
         self.n += 1;
         let path = self
             .dir
@@ -50,7 +50,7 @@ impl Shots {
 }
 
 /// The browser tools, `None` (with a note) when the test should be skipped.
-fn tools() -> Option<Tools> {
+pub fn tools() -> Option<Tools> {
     match Tools::find() {
         Ok(t) => Some(t),
         Err(why) if in_ci() => panic!("CI=true but the browser test cannot run: {why}"),
@@ -61,14 +61,14 @@ fn tools() -> Option<Tools> {
     }
 }
 
-async fn sign_in_with_password(b: &Browser, email: &str) {
+pub async fn sign_in_with_password(b: &Browser, email: &str) {
     b.goto("/signin").await;
     b.fill("#email", email).await;
     b.fill("#password", PASSWORD).await;
     b.click("#signin-submit").await;
 }
 
-async fn sign_out(b: &Browser) {
+pub async fn sign_out(b: &Browser) {
     b.click("#signout").await;
     b.wait_for_path("/").await;
     b.wait_for("#nav-signin").await;

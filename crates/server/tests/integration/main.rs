@@ -3,15 +3,23 @@
 
 mod support;
 mod support_dump;
+mod support_passkey;
+mod support_smtp;
 mod webdriver;
 
+mod access;
 mod browser;
+mod browser_passkeys;
 mod browser_security;
+mod browser_staff;
 mod concurrency;
+mod email;
 mod identity;
+mod passkeys;
 mod password_change;
 mod passwords;
 mod platform;
 mod sale;
 mod second_factor;
 mod sign_in_security;
+mod staff;

@@ -551,6 +551,46 @@ impl Browser {
         format!("{why}\n  at {url}\n  page text:\n{text}")
     }
 
+    // ---- WebAuthn: a virtual authenticator ----
+
+    /// Adds a virtual authenticator through WebDriver's WebAuthn extension: CTAP2 on the
+    /// internal transport (a platform authenticator), keeping discoverable credentials, with
+    /// user verification that always succeeds. Answers its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let v = self
+            .cmd(
+                Method::POST,
+                "/webauthn/authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "isUserConsenting": true,
+                })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("adding a virtual authenticator: {e}"));
+        v.as_str()
+            .expect("the authenticator id is a string")
+            .to_string()
+    }
+
+    /// The credentials a virtual authenticator holds (`credentialId`, `isResidentCredential`,
+    /// `rpId`, `userHandle`, `signCount`, ...).
+    pub async fn virtual_credentials(&self, authenticator: &str) -> Vec<Value> {
+        let v = self
+            .cmd(
+                Method::GET,
+                &format!("/webauthn/authenticator/{authenticator}/credentials"),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading the virtual authenticator's credentials: {e}"));
+        v.as_array().cloned().unwrap_or_default()
+    }
+
     // ---- screenshots ----
 
     /// Saves a PNG of the whole page (beyond the window when the page is taller) to `path`.

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use clipcart_domain::DomainError;
 use clipcart_domain::identity::Role;
+use clipcart_domain::identity::staff::{Access, Area, OwnerOnly, ShopAccess};
 
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -17,8 +18,26 @@ pub struct Principal {
     pub role: Role,
     pub email: String,
     pub display_name: String,
-    /// The shop this seller owns, if any.
+    /// The shop this seller owns or works for, if any.
     pub shop_id: Option<String>,
+    /// How this seller stands in `shop_id`: the owner, or staff with a role.
+    pub shop_access: Option<ShopAccess>,
+    /// The session or API token this request came with.
+    pub credential: Credential,
+    /// When a second factor (or, without one, the password) was last proved on this
+    /// credential; 0 if never. Read by step-up.
+    pub stepped_up_at: i64,
+}
+
+/// What a principal signed in with; step-up records its proof on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A page session, by the digest of its cookie value.
+    Session { id_hash: String },
+    /// An API token, by the digest of the token.
+    Token { id_hash: String },
+    /// Code acting on someone's behalf (the demo loader, command-line tools).
+    Internal,
 }
 
 impl Principal {
@@ -35,12 +54,42 @@ impl Principal {
         }
     }
 
-    /// The caller's shop, for seller operations. A seller without a shop gets 404 on shop data.
-    pub fn seller_shop(&self) -> Result<&str, AppError> {
+    /// The caller's shop, when their place in it grants `needed` on `area`. A seller without
+    /// a shop gets 404 on shop data; staff whose role does not reach the area get 403.
+    pub fn shop(&self, area: Area, needed: Access) -> Result<&str, AppError> {
+        let (shop_id, access) = self.shop_and_access()?;
+        if access.allows(area, needed) {
+            Ok(shop_id)
+        } else {
+            Err(DomainError::Forbidden(match needed {
+                Access::Edit => "your staff role does not allow changes in this area",
+                _ => "your staff role does not give access to this area",
+            })
+            .into())
+        }
+    }
+
+    /// The caller's shop for what only its owner may do, whatever a staff role grants.
+    pub fn owned_shop(&self, area: OwnerOnly) -> Result<&str, AppError> {
+        let (shop_id, access) = self.shop_and_access()?;
+        if access.allows_owner_only(area) {
+            Ok(shop_id)
+        } else {
+            Err(DomainError::Forbidden("only the shop's owner may do this").into())
+        }
+    }
+
+    fn shop_and_access(&self) -> Result<(&str, &ShopAccess), AppError> {
         self.require(Role::Seller)?;
-        self.shop_id
-            .as_deref()
-            .ok_or(AppError::Domain(DomainError::NotFound))
+        match (self.shop_id.as_deref(), self.shop_access.as_ref()) {
+            (Some(shop), Some(access)) => Ok((shop, access)),
+            _ => Err(AppError::Domain(DomainError::NotFound)),
+        }
+    }
+
+    /// Whether this seller works for a shop they do not own.
+    pub fn is_staff(&self) -> bool {
+        matches!(self.shop_access, Some(ShopAccess::Staff { .. }))
     }
 }
 
@@ -56,6 +105,24 @@ impl FromRequestParts<AppState> for ApiPrincipal {
         Ok(ApiPrincipal(
             p.ok_or(AppError::Domain(DomainError::Unauthenticated))?,
         ))
+    }
+}
+
+/// For operations anyone may call that do more for a signed-in caller: no Authorization
+/// header is `None`; a token that does not work is still 401, never silently anonymous.
+impl OptionalFromRequestParts<AppState> for ApiPrincipal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, AppError> {
+        if parts.headers.get(header::AUTHORIZATION).is_none() {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 

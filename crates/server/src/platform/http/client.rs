@@ -141,6 +141,14 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Code acting for someone inside the process (the demo loader, the command line).
+    pub fn internal() -> Self {
+        Self {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: "clipcart (internal)".into(),
+        }
+    }
+
     pub fn from_parts(peer: Option<SocketAddr>, headers: &HeaderMap, proxies: &[IpRange]) -> Self {
         let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
         let forwarded = headers

@@ -25,9 +25,26 @@ pub enum AppError {
     CsrfRejected,
     /// The password was right; this account also needs its second factor (`otp`).
     #[error(
-        "this account uses two-factor authentication: send the code from the authenticator app, or a recovery code, as `otp`"
+        "this account uses two-factor authentication: send the code from the authenticator app, or a recovery code, as `otp`, or a passkey assertion as `passkey`"
     )]
     SecondFactorRequired,
+    /// A sensitive change needs a recent proof: a second-factor code (or, for an account
+    /// without one, the password) within the step-up window, or sent with this request.
+    #[error(
+        "confirm it is you first: send a current code from the authenticator app (or a recovery code) as `otp`, or, without two-factor authentication, your password as `current_password`"
+    )]
+    StepUpRequired,
+    /// Platform admins must have a passkey; this one has none yet.
+    #[error(
+        "platform admins must sign in with a passkey: register one (POST /api/v1/me/passkeys/registrations, then POST /api/v1/me/passkeys, or on the account security page) before using admin operations"
+    )]
+    PasskeyRequired,
+    /// The account's email address is not verified yet, and this needs it (applying to sell,
+    /// checking out).
+    #[error(
+        "verify your email address first: open the link we sent you, or ask for a new one on the security page (POST /api/v1/me/verification-email)"
+    )]
+    EmailNotVerified,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
@@ -73,6 +90,9 @@ impl AppError {
             AppError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::CsrfRejected => StatusCode::FORBIDDEN,
             AppError::SecondFactorRequired => StatusCode::UNAUTHORIZED,
+            AppError::StepUpRequired => StatusCode::FORBIDDEN,
+            AppError::PasskeyRequired => StatusCode::FORBIDDEN,
+            AppError::EmailNotVerified => StatusCode::FORBIDDEN,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +116,9 @@ impl AppError {
             AppError::IdempotencyMismatch => "idempotency-key-reused",
             AppError::CsrfRejected => "csrf-rejected",
             AppError::SecondFactorRequired => "second-factor-required",
+            AppError::StepUpRequired => "step-up-required",
+            AppError::PasskeyRequired => "passkey-required",
+            AppError::EmailNotVerified => "email-not-verified",
             AppError::TooManyRequests { .. } => "too-many-requests",
             AppError::Internal(_) => "internal-error",
         }
@@ -116,6 +139,9 @@ impl AppError {
             "idempotency-key-reused" => "Idempotency-Key reused",
             "csrf-rejected" => "Form rejected",
             "second-factor-required" => "Second factor required",
+            "step-up-required" => "Confirm it is you",
+            "passkey-required" => "Passkey required",
+            "email-not-verified" => "Email address not verified",
             "too-many-requests" => "Too many requests",
             _ => "Something went wrong",
         }

@@ -22,6 +22,7 @@ pub struct NavUser {
     pub is_admin: bool,
     pub is_seller: bool,
     pub is_buyer: bool,
+    pub is_shop_owner: bool,
 }
 
 impl PageCtx {
@@ -33,6 +34,7 @@ impl PageCtx {
                 is_admin: p.role == Role::Admin,
                 is_seller: p.role == Role::Seller,
                 is_buyer: p.role == Role::Buyer,
+                is_shop_owner: p.shop_access.as_ref().is_some_and(|a| a.is_owner()),
             }),
             csrf: csrf.0.clone(),
         }
@@ -101,6 +103,15 @@ struct ErrorPage {
 }
 
 pub fn error_page(e: &AppError) -> Response {
+    // An admin without a passkey is sent to add one rather than shown a dead end.
+    if matches!(e, AppError::PasskeyRequired) {
+        return see_other("/account/security#passkeys");
+    }
+    // A sensitive change without a fresh proof: confirm first (pages that know where to come
+    // back to redirect with `next` themselves).
+    if matches!(e, AppError::StepUpRequired) {
+        return see_other("/account/confirm");
+    }
     if let AppError::Internal(inner) = e {
         tracing::error!(error = ?inner, "internal error on a page");
     }
