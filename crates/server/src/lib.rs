@@ -35,6 +35,14 @@ use utoipa_axum::router::OpenApiRouter;
 pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let db = Db::connect(&config.database_url, config.max_connections).await?;
     db.migrate().await?;
+    let (vault, generated_master_key) =
+        platform::crypto::Vault::open(&db, &config.master_key, &config.data_dir, clock.clone())
+            .await?;
+    if let Some(generated) = &generated_master_key {
+        tracing::warn!(path = %generated.path.display(), "generated a new master key (owner-only file): back it up apart from the database; without it the encrypted data cannot be read");
+    }
+    // Values written before the vault existed are encrypted once, column by column.
+    platform::keys::sweep_legacy(&db, &vault).await?;
     let fingerprint_key = platform::secrets::get_or_create(&db, "testpay_fingerprint").await?;
     let sign_in_key = platform::secrets::get_or_create(&db, "sign_in_throttle").await?;
     let testpay = Arc::new(TestProcessor::new(
@@ -75,6 +83,8 @@ pub async fn build_state(config: Config, clock: SharedClock) -> anyhow::Result<A
             "cc_device"
         },
         mail,
+        vault: Arc::new(vault),
+        generated_master_key,
         config,
     }))
 }
@@ -109,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .merge(payments::testpay::router())
         .merge(identity::email_pages::router())
         .merge(platform::mail::dev_router())
+        .merge(platform::audit_pages::router())
         .route(
             "/docs/api",
             get(move || {

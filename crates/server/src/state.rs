@@ -31,6 +31,10 @@ pub struct Inner {
     pub device_cookie: &'static str,
     /// The outbox's delivery side: the SMTP transport, if any, and the delivery task's wake-up.
     pub mail: crate::platform::mail::Mailer,
+    /// Encrypts and decrypts the personal and financial columns (`platform::crypto`).
+    pub vault: Arc<crate::platform::crypto::Vault>,
+    /// Set when this start generated `<data dir>/master.key` (the binary says so).
+    pub generated_master_key: Option<crate::platform::crypto::GeneratedKey>,
 }
 
 impl AppState {

@@ -6,7 +6,8 @@
 //
 // Markup it works with:
 //   [data-passkey]                    hidden until WebAuthn is available
-//   form[data-passkey-get=URL]        sign-in / second step / step-up: URL answers the options
+//   form[data-passkey-get=URL]        sign-in / second step / step-up / password reset: URL
+//                                     answers the options
 //   form[data-passkey-create=URL]     registration: URL answers the options (after step-up)
 //   button[data-passkey-action]       inside such a form: starts the ceremony
 //   [data-passkey-error]              inside the form's container: where failures are shown
@@ -94,10 +95,10 @@
   }
 
   // The options request carries what the form has for it: the CSRF token, and the pending
-  // sign-in or the step-up proof when the form has such fields.
+  // sign-in, the step-up proof or the reset link's token when the form has such fields.
   async function fetchOptions(form, url) {
     const body = new URLSearchParams();
-    for (const name of ["csrf", "pending", "current_password", "otp"]) {
+    for (const name of ["csrf", "pending", "current_password", "otp", "token"]) {
       const field = form.elements.namedItem(name);
       if (field && field.value !== undefined) body.append(name, field.value);
     }

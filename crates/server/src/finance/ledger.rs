@@ -1,13 +1,17 @@
 //! Storing balanced ledger transactions, inside the caller's database transaction so the money
-//! moves together with the business change that caused it.
+//! moves together with the business change that caused it. Each transaction also appends one
+//! audit entry (`platform::audit`) in the same database transaction.
 
+use crate::platform::audit;
 use clipcart_domain::ids;
 use clipcart_domain::ledger::Transaction;
 use sqlx::{Any, AnyPool};
 
+/// Stores `t`, caused by `actor` (a user id, or `audit::SYSTEM`), and its audit entry.
 pub async fn record(
     tx: &mut sqlx::Transaction<'_, Any>,
     t: &Transaction,
+    actor: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {
     let id = ids::new_id(ids::LEDGER_TX);
@@ -30,6 +34,20 @@ pub async fn record(
             .execute(&mut **tx)
             .await?;
     }
+    // Accounts are named by ids and amounts are money: nothing personal.
+    let postings: Vec<serde_json::Value> = t
+        .postings()
+        .iter()
+        .map(|p| serde_json::json!({"account": p.account, "amount_minor": p.amount, "currency": p.currency.code()}))
+        .collect();
+    audit::record(
+        tx,
+        audit::Entry::new(now, actor, audit::action::LEDGER_TRANSACTION, &id)
+            .with("kind", t.kind)
+            .with("reference", t.reference.as_str())
+            .with("postings", postings),
+    )
+    .await?;
     Ok(id)
 }
 

@@ -374,7 +374,7 @@ async fn send_reset_link(state: &AppState, email: &str, client: &ClientInfo) -> 
                 url: state.mail.link(&format!("/reset-password?token={token}")),
             }),
             after: vec![
-                "The link works once and expires in one hour. With two-factor authentication on, you will also need a code from your authenticator app or a recovery code.".into(),
+                "The link works once and expires in one hour. With two-factor authentication on, you will also need a code from your authenticator app (or a recovery code), or your passkey.".into(),
                 format!(
                     "Asked for on {} from the address {}. If it was not you, ignore this email: your password stays as it is.",
                     human(now),
@@ -390,66 +390,87 @@ async fn send_reset_link(state: &AppState, email: &str, client: &ClientInfo) -> 
     Ok(())
 }
 
-/// Whether a reset link is usable, and whether finishing it needs a second-factor code.
-pub async fn reset_link(state: &AppState, token: &str) -> AppResult<ResetLink> {
+/// The account of a usable reset link (unused, unexpired, the newest, and the account still at
+/// the address it was sent to).
+async fn reset_account(state: &AppState, token_hash: &str) -> AppResult<users::UserRow> {
     let row = store::usable_token(
         &state.db.write,
-        &digest(token),
+        token_hash,
         Purpose::PasswordReset,
         state.now_ms(),
     )
     .await?
     .ok_or_else(bad_link)?;
-    let user = users::user_by_id(&state.db.write, &row.user_id)
+    users::user_by_id(&state.db.write, &row.user_id)
         .await?
         .filter(|u| u.email == row.email)
-        .ok_or_else(bad_link)?;
+        .ok_or_else(bad_link)
+}
+
+/// Whether a reset link is usable, and which second factor finishing it needs.
+pub async fn reset_link(state: &AppState, token: &str) -> AppResult<ResetLink> {
+    let user = reset_account(state, &digest(token)).await?;
     Ok(ResetLink {
-        second_factor: super::second_factor::is_active(state, &user.id).await?,
+        code: super::second_factor::is_active(state, &user.id).await?,
+        passkey: super::passkey::has_passkey(state, &user.id).await?,
         email: user.email,
     })
 }
 
 pub struct ResetLink {
     pub email: String,
-    pub second_factor: bool,
+    /// The account has TOTP: a code (or a recovery code) completes the reset.
+    pub code: bool,
+    /// The account has passkeys: an assertion completes the reset.
+    pub passkey: bool,
+}
+
+impl ResetLink {
+    /// Whether finishing needs a second factor (and the 8-character minimum applies).
+    pub fn second_factor(&self) -> bool {
+        self.code || self.passkey
+    }
+}
+
+/// Starts the passkey check of a reset: a ceremony for the account of the link, bound to the
+/// link (single use, five minutes; a newer one retires the previous). A bad link is 422
+/// `token`; an account without a passkey is 409.
+pub async fn start_reset_passkey(
+    state: &AppState,
+    token: &str,
+) -> AppResult<super::passkey::Challenge> {
+    let token_hash = digest(token);
+    let user = reset_account(state, &token_hash).await?;
+    super::passkey::start_password_reset(state, &user.id, &token_hash).await
 }
 
 pub struct PasswordReset {
     pub token: String,
     pub new_password: SecretString,
-    /// With two-factor authentication on: a current code or an unused recovery code.
+    /// With TOTP on: a current code or an unused recovery code.
     pub otp: Option<SecretString>,
+    /// With a passkey: an answer to a ceremony from `start_reset_passkey` for this link.
+    pub passkey: Option<super::passkey::Assertion>,
 }
 
-/// Finishes a reset. Never skips the second factor: with TOTP on, a code (or recovery code) is
-/// required — `SecondFactorRequired` without one, and a wrong one counts as a sign-in failure
-/// in the throttle. The new password passes the same policy as a change. In one transaction:
-/// the link is used, the password replaced, every session and API token ended, the address
-/// marked verified (the link proved the mailbox) and the "password changed" alert queued. The
-/// sign-in back-off and lock of the address are cleared.
+/// Finishes a reset. Never skips the second factor: an account with TOTP or a passkey needs a
+/// code (or recovery code) or an assertion of one of its passkeys answering a ceremony started
+/// for this link — `SecondFactorRequired` without either, and a wrong one counts as a sign-in
+/// failure in the throttle. The link stays usable until a reset succeeds (or it expires). The
+/// new password passes the same policy as a change (8 characters suffice with a second
+/// factor). In one transaction: the link is used, the password replaced, every session and API
+/// token ended, the address marked verified (the link proved the mailbox) and the "password
+/// changed" alert queued. The sign-in back-off and lock of the address are cleared.
 pub async fn complete_password_reset(
     state: &AppState,
     reset: PasswordReset,
     client: &ClientInfo,
 ) -> AppResult<()> {
     let hash_of_token = digest(&reset.token);
-    let row = store::usable_token(
-        &state.db.write,
-        &hash_of_token,
-        Purpose::PasswordReset,
-        state.now_ms(),
-    )
-    .await?
-    .ok_or_else(bad_link)?;
-    let user = users::user_by_id(&state.db.write, &row.user_id)
-        .await?
-        .filter(|u| u.email == row.email)
-        .ok_or_else(bad_link)?;
-    // TODO(passkey): an account whose only second factor is a passkey is reset without an
-    // assertion here (its password sign-in still needs the passkey afterwards); ask for one
-    // once the passkey module exposes a check of an assertion for a given account.
-    let has_second_factor = super::second_factor::is_active(state, &user.id).await?;
+    let user = reset_account(state, &hash_of_token).await?;
+    let has_code = super::second_factor::is_active(state, &user.id).await?;
+    let has_passkey = super::passkey::has_passkey(state, &user.id).await?;
+    let has_second_factor = has_code || has_passkey;
     let context = clipcart_domain::identity::PasswordContext::new()
         .email(&user.email)
         .name(&user.display_name);
@@ -465,25 +486,58 @@ pub async fn complete_password_reset(
         errors.finish()?;
     }
     if has_second_factor {
-        let Some(code) = reset.otp.filter(|c| !c.expose_secret().trim().is_empty()) else {
-            return Err(AppError::SecondFactorRequired);
-        };
+        let otp = reset.otp.filter(|c| !c.expose_secret().trim().is_empty());
         let (st, user_id) = (state.clone(), user.id.clone());
-        let checked =
-            service::throttled_code_check_for(state, &user.id, &user.email, client, async move {
-                let ok =
-                    super::second_factor::verify_code(&st, &user_id, code.expose_secret()).await?;
-                Ok(ok.then_some(()))
-            })
-            .await;
+        // A code when the account has TOTP, else a passkey assertion; each through the
+        // sign-in throttle, a wrong one counted like a wrong password.
+        let (checked, field, message) = match (otp, reset.passkey) {
+            (Some(code), _) if has_code => (
+                service::throttled_code_check_for(
+                    state,
+                    &user.id,
+                    &user.email,
+                    client,
+                    async move {
+                        let ok =
+                            super::second_factor::verify_code(&st, &user_id, code.expose_secret())
+                                .await?;
+                        Ok(ok.then_some(()))
+                    },
+                )
+                .await,
+                "otp",
+                "the code is wrong, expired or was already used",
+            ),
+            (_, Some(assertion)) if has_passkey => {
+                let token_hash = hash_of_token.clone();
+                (
+                    service::throttled_code_check_for(
+                        state,
+                        &user.id,
+                        &user.email,
+                        client,
+                        async move {
+                            let ok = super::passkey::verify_password_reset(
+                                &st,
+                                &user_id,
+                                &token_hash,
+                                assertion,
+                            )
+                            .await?;
+                            Ok(ok.then_some(()))
+                        },
+                    )
+                    .await,
+                    "credential",
+                    "the passkey was not accepted: the request expired or was already used, or this passkey is not registered to this account; start again",
+                )
+            }
+            _ => return Err(AppError::SecondFactorRequired),
+        };
         match checked {
             Ok(()) => {}
             Err(AppError::Domain(DomainError::Invalid(_))) => {
-                return Err(DomainError::invalid(
-                    "otp",
-                    "the code is wrong, expired or was already used",
-                )
-                .into());
+                return Err(DomainError::invalid(field, message).into());
             }
             Err(e) => return Err(e),
         }

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_anti_phishing_code))
         .routes(routes!(request_password_reset))
         .routes(routes!(complete_password_reset))
+        .routes(routes!(start_reset_passkey))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -269,21 +270,28 @@ pub struct CompletePasswordResetRequest {
     /// The `token` parameter of the link in the reset mail.
     #[schema(value_type = String, format = Password)]
     pub token: String,
-    /// 15 to 256 characters, or at least 8 with two-factor authentication on; refused when
-    /// common, breached or made from the email or name.
+    /// 15 to 256 characters, or at least 8 with a second factor (an authenticator app or a
+    /// passkey); refused when common, breached or made from the email or name.
     #[schema(value_type = String, format = Password)]
     pub new_password: SecretString,
-    /// Required when the account has two-factor authentication: a current code or an unused
-    /// recovery code. A reset never skips the second factor.
+    /// For an account with an authenticator app: a current code or an unused recovery code.
+    /// A reset never skips the second factor.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     pub otp: Option<SecretString>,
+    /// For an account with a passkey (instead of `otp`): an assertion answering
+    /// `POST /auth/password-reset/passkey/challenges` for this same `token`.
+    #[serde(default)]
+    pub passkey: Option<super::passkey_api::PasskeyAssertion>,
 }
 
-/// Chooses a new password with the link from the reset mail. With two-factor authentication
-/// on, `otp` is required too (401 `second-factor-required` without it; a wrong one counts as a
-/// failed sign-in). Every session and API token of the account ends, and a "password changed"
-/// mail goes out. Sign in with the new password afterwards.
+/// Chooses a new password with the link from the reset mail. An account with a second factor
+/// also proves it: `otp` (authenticator app) or `passkey` (an assertion answering
+/// `POST /auth/password-reset/passkey/challenges` for this link) — 401
+/// `second-factor-required` without either; a wrong one is 422 (field `otp` or `credential`)
+/// and counts as a failed sign-in. The link stays usable until a reset succeeds. Every session
+/// and API token of the account ends, and a "password changed" mail goes out. Sign in with the
+/// new password afterwards.
 #[utoipa::path(post, path = "/auth/password-reset/complete", tag = "identity", request_body = CompletePasswordResetRequest,
     responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem),
         (status = 429, body = Problem, headers(("Retry-After" = u64, description = "Seconds to wait")))))]
@@ -298,9 +306,25 @@ async fn complete_password_reset(
             token: req.token,
             new_password: req.new_password,
             otp: req.otp,
+            passkey: req.passkey.map(Into::into),
         },
         &client,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts the passkey check of a password reset, for an account whose second factor is a
+/// passkey: pass `public_key` to `navigator.credentials.get()`, then send the result as
+/// `passkey` with `POST /auth/password-reset/complete` and the same `token`. The challenge is
+/// bound to this link, single use and valid five minutes; a newer one replaces it. 422 (field
+/// `token`) for a link that is used, replaced or expired; 409 when the account has no passkey.
+#[utoipa::path(post, path = "/auth/password-reset/passkey/challenges", tag = "identity", request_body = TokenBody,
+    responses((status = 201, body = super::passkey_api::PasskeyChallenge), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn start_reset_passkey(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TokenBody>,
+) -> AppResult<(StatusCode, Json<super::passkey_api::PasskeyChallenge>)> {
+    let c = email::start_reset_passkey(&state, &req.token).await?;
+    Ok((StatusCode::CREATED, Json(c.into())))
 }

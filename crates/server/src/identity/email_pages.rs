@@ -183,7 +183,10 @@ struct ResetPage {
     errors: FormErrors,
     token: String,
     email: String,
-    second_factor: bool,
+    /// The account has TOTP: a code field.
+    code: bool,
+    /// The account has a passkey: "Confirm with a passkey and set the password".
+    passkey: bool,
     otp: String,
 }
 
@@ -197,8 +200,9 @@ async fn reset_form(
             ctx: PageCtx::new("Choose a new password", None, &csrf),
             errors: FormErrors::default(),
             token: q.token,
+            code: link.code,
+            passkey: link.passkey,
             email: link.email,
-            second_factor: link.second_factor,
             otp: String::new(),
         })),
         Err(e) if e.status().is_client_error() => Ok(bad_link_page(
@@ -219,6 +223,11 @@ struct ResetForm {
     new_password: String,
     #[serde(default)]
     otp: String,
+    /// The passkey's answer, filled in by `passkey.js`.
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
 }
 
 async fn reset(
@@ -241,16 +250,33 @@ async fn reset(
         Err(e) => return Err(e.into()),
     };
     let otp = (!f.otp.trim().is_empty()).then(|| SecretString::from(f.otp.clone()));
-    let result = email::complete_password_reset(
-        &state,
-        PasswordReset {
-            token: f.token.clone(),
-            new_password: SecretString::from(f.new_password),
-            otp,
-        },
-        &client,
-    )
-    .await;
+    let passkey = match f.credential.as_str() {
+        "" => Ok(None),
+        credential => super::passkey_pages::assertion(&f.ceremony, credential)
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::from(DomainError::invalid(
+                    "credential",
+                    "the browser's answer could not be read; try again",
+                ))
+            }),
+    };
+    let result = match passkey {
+        Ok(passkey) => {
+            email::complete_password_reset(
+                &state,
+                PasswordReset {
+                    token: f.token.clone(),
+                    new_password: SecretString::from(f.new_password),
+                    otp,
+                    passkey,
+                },
+                &client,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let (status, errors) = match result {
         Ok(()) => {
             return Ok(render(&notice(&csrf,
@@ -260,7 +286,7 @@ async fn reset(
                 Some(("/signin", "Sign in")),
             )));
         }
-        Err(AppError::SecondFactorRequired) => (
+        Err(AppError::SecondFactorRequired) if link.code => (
             StatusCode::UNPROCESSABLE_ENTITY,
             FormErrors {
                 fields: vec![FieldError::new(
@@ -268,6 +294,16 @@ async fn reset(
                     "enter a code from your authenticator app, or a recovery code",
                 )],
                 general: None,
+            },
+        ),
+        Err(AppError::SecondFactorRequired) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FormErrors {
+                fields: vec![],
+                general: Some(
+                    "Your account has a passkey: use “Confirm with a passkey and set the password”."
+                        .into(),
+                ),
             },
         ),
         Err(AppError::TooManyRequests { retry_after_secs }) => {
@@ -284,7 +320,8 @@ async fn reset(
                     },
                     token: f.token,
                     email: link.email,
-                    second_factor: link.second_factor,
+                    code: link.code,
+                    passkey: link.passkey,
                     otp: f.otp,
                 },
             );
@@ -305,7 +342,8 @@ async fn reset(
             errors,
             token: f.token,
             email: link.email,
-            second_factor: link.second_factor,
+            code: link.code,
+            passkey: link.passkey,
             otp: f.otp,
         },
     ))
@@ -393,8 +431,9 @@ pub struct EmailSection {
     pub verified_at: String,
     pub pending_email: Option<String>,
     pub anti_phishing_code: String,
-    /// With TOTP on, step-up asks for a code; otherwise for the password.
-    pub second_factor: bool,
+    /// What the change forms ask for as step-up now: nothing within the window, a code with
+    /// TOTP, a "Confirm with a passkey first" link with a passkey, the password without either.
+    pub ask: super::pages::ProofAsk,
     pub notice: Option<String>,
     pub change_errors: FormErrors,
     pub new_email: String,
@@ -425,7 +464,7 @@ pub async fn section(
             s.anti_phishing_code.clone()
         },
         anti_phishing_code: s.anti_phishing_code,
-        second_factor: super::second_factor::is_active(state, &p.user_id).await?,
+        ask: super::pages::ProofAsk::now(state, p).await?,
         notice: outcome.notice,
         change_errors: outcome.change_errors,
         new_email: outcome.new_email,
@@ -454,21 +493,30 @@ async fn show(
 }
 
 /// Form errors for a step-up form: the page's wording for the API's problems.
-fn step_up_errors(e: AppError) -> Result<(FormErrors, Option<u64>), AppError> {
+async fn step_up_errors(
+    state: &AppState,
+    p: &Principal,
+    e: AppError,
+) -> Result<(FormErrors, Option<u64>), AppError> {
     let field = |name: &str, message: &str| FormErrors {
         fields: vec![FieldError::new(name, message)],
         general: None,
     };
     Ok(match e {
         AppError::SecondFactorRequired => (
-            field("otp", "enter a code from your authenticator app, or a recovery code"),
+            field(
+                "otp",
+                "enter a code from your authenticator app, or a recovery code",
+            ),
             None,
         ),
         AppError::StepUpRequired => (
             FormErrors {
                 fields: vec![],
                 general: Some(
-                    "Confirm it is you: enter your password, or with two-factor authentication a code from your app."
+                    super::pages::ProofAsk::outside_window(state, &p.user_id)
+                        .await?
+                        .missing()
                         .into(),
                 ),
             },
@@ -533,7 +581,7 @@ async fn change_email(
             None,
         ),
         Err(e) => {
-            let (errors, retry_after) = step_up_errors(e)?;
+            let (errors, retry_after) = step_up_errors(&state, &p, e).await?;
             (
                 EmailOutcome {
                     change_errors: errors,
@@ -614,7 +662,7 @@ async fn set_code(
             None,
         ),
         Err(e) => {
-            let (errors, retry_after) = step_up_errors(e)?;
+            let (errors, retry_after) = step_up_errors(&state, &p, e).await?;
             (
                 EmailOutcome {
                     code_errors: errors,

@@ -476,6 +476,22 @@ fn with_session(state: &AppState, token: &str, response: Response) -> Response {
     res
 }
 
+/// After a step-up on a page: the session gets a new id (`service::rotate_session`) and
+/// `response` carries its cookie. Without a session cookie `response` goes out as it is.
+pub(crate) async fn with_rotated_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    response: Response,
+) -> crate::platform::http::AppResult<Response> {
+    let Some(old) = cookie(headers, state.session_cookie) else {
+        return Ok(response);
+    };
+    Ok(match service::rotate_session(state, old).await? {
+        Some(new) => with_session(state, &new, response),
+        None => response,
+    })
+}
+
 fn home_for(role: Role) -> &'static str {
     match role {
         Role::Admin => "/admin",
@@ -503,6 +519,55 @@ struct SignInItem {
     address: String,
 }
 
+/// Which step-up proof a form of the security page asks for now: nothing within the step-up
+/// window; otherwise a code for an account with TOTP, a "Confirm with a passkey first" link
+/// (to `/account/confirm`) for one with a passkey — both when it has both — and the password
+/// only for an account without any second factor.
+#[derive(Default, Clone, Copy)]
+pub struct ProofAsk {
+    pub password: bool,
+    pub code: bool,
+    pub passkey: bool,
+}
+
+impl ProofAsk {
+    pub(super) async fn now(
+        state: &AppState,
+        p: &crate::platform::http::auth::Principal,
+    ) -> crate::platform::http::AppResult<ProofAsk> {
+        if super::step_up::is_fresh(state, p) {
+            return Ok(ProofAsk::default());
+        }
+        Self::outside_window(state, &p.user_id).await
+    }
+
+    /// What the account would be asked for once the window is closed.
+    pub(super) async fn outside_window(
+        state: &AppState,
+        user_id: &str,
+    ) -> crate::platform::http::AppResult<ProofAsk> {
+        let code = second_factor::is_active(state, user_id).await?;
+        let passkey = super::passkey::has_passkey(state, user_id).await?;
+        Ok(ProofAsk {
+            password: !code && !passkey,
+            code,
+            passkey,
+        })
+    }
+
+    /// The message for a form sent without the proof it needed.
+    pub(super) fn missing(self) -> &'static str {
+        match (self.code, self.passkey) {
+            (true, true) => {
+                "Confirm it is you: enter a code from your authenticator app, or confirm with a passkey first."
+            }
+            (true, false) => "Confirm it is you: enter a code from your authenticator app.",
+            (false, true) => "Confirm it is you with a passkey first, then send the form again.",
+            (false, false) => "Confirm it is you: enter your password.",
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "identity/security.html")]
 struct SecurityPage {
@@ -513,6 +578,11 @@ struct SecurityPage {
     next_cursor: Option<String>,
     two_factor: TwoFactorView,
     password: PasswordFormView,
+    /// The password form's step-up: a code or a passkey link (the current password is always
+    /// asked for).
+    password_ask: ProofAsk,
+    /// A second factor (TOTP or a passkey) is on: 8 characters suffice for a new password.
+    second_factor_on: bool,
     /// The "Email" and "Anti-phishing code" sections (`security_email.html`).
     email: super::email_pages::EmailSection,
     /// The "Passkeys" section (`security_passkeys.html`).
@@ -645,8 +715,10 @@ pub(super) async fn render_security(
     let address = |a: String| if a.is_empty() { "unknown".into() } else { a };
     let email = super::email_pages::section(&state, &p, email).await?;
     let passkeys = super::passkey_pages::section(&state, &p, passkey_error).await?;
+    let password_ask = ProofAsk::now(&state, &p).await?;
+    let second_factor_on = super::passkey::second_factor_on(&state, &p.user_id).await?;
     let status = if two_factor.error.is_some()
-        || password.errors.fields.iter().any(|e| !e.field.is_empty())
+        || password.errors.any()
         || email.has_errors()
         || passkeys.has_errors()
     {
@@ -659,6 +731,8 @@ pub(super) async fn render_security(
         &SecurityPage {
             two_factor,
             password,
+            password_ask,
+            second_factor_on,
             email,
             passkeys,
             ctx: PageCtx::new("Account security", Some(&p), csrf),
@@ -862,8 +936,8 @@ struct PasswordForm {
     otp: String,
 }
 
-/// Changes the password (with a code when two-factor authentication is on). This session
-/// stays; every other session and every API token of the account ends. Errors are shown beside
+/// Changes the password (with a code when TOTP is on, or a passkey step-up first, unless
+/// within the step-up window). This session stays; every other session and every API token of the account ends. Errors are shown beside
 /// their fields; the passwords are never typed back into the form.
 async fn change_password(
     State(state): State<AppState>,
@@ -896,17 +970,29 @@ async fn change_password(
             changed: true,
             ..PasswordFormView::default()
         },
-        Err(AppError::SecondFactorRequired) => PasswordFormView {
-            errors: FormErrors {
-                fields: vec![clipcart_domain::error::FieldError::new(
-                    "otp",
-                    "enter a code from your authenticator app, or a recovery code",
-                )],
-                general: None,
-            },
-            otp: f.otp,
-            changed: false,
-        },
+        Err(AppError::SecondFactorRequired) => {
+            let ask = ProofAsk::outside_window(&state, &p.user_id).await?;
+            let errors = if ask.code {
+                FormErrors {
+                    fields: vec![clipcart_domain::error::FieldError::new(
+                        "otp",
+                        "enter a code from your authenticator app, or a recovery code",
+                    )],
+                    general: None,
+                }
+            } else {
+                // Only a passkey: it cannot come as a code, so confirm on the confirm page.
+                FormErrors {
+                    fields: vec![],
+                    general: Some(ask.missing().into()),
+                }
+            };
+            PasswordFormView {
+                errors,
+                otp: f.otp,
+                changed: false,
+            }
+        }
         Err(AppError::TooManyRequests { retry_after_secs }) => {
             retry_after = Some(retry_after_secs);
             PasswordFormView {

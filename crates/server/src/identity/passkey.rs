@@ -43,6 +43,14 @@ struct RegistrationCeremony {
     registration: PasskeyRegistration,
 }
 
+/// What a password-reset ceremony keeps: the library's state and the digest of the reset
+/// link's token it was started for, so the answer completes that link only.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResetCeremony {
+    token_hash: String,
+    authentication: PasskeyAuthentication,
+}
+
 /// How long a ceremony may take, start to answer. Also the timeout the browser is given.
 pub const CEREMONY_MS: i64 = 5 * 60 * 1000;
 /// Passkeys one account may register: enough for every device, bounded for the list and the
@@ -60,6 +68,7 @@ enum Kind {
     SignIn,
     SecondFactor,
     StepUp,
+    PasswordReset,
 }
 
 impl Kind {
@@ -69,6 +78,7 @@ impl Kind {
             Kind::SignIn => "sign_in",
             Kind::SecondFactor => "second_factor",
             Kind::StepUp => "step_up",
+            Kind::PasswordReset => "password_reset",
         }
     }
 
@@ -78,6 +88,7 @@ impl Kind {
             Kind::SignIn,
             Kind::SecondFactor,
             Kind::StepUp,
+            Kind::PasswordReset,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -472,6 +483,15 @@ pub async fn start_sign_in(state: &AppState) -> AppResult<Challenge> {
 /// Starts an assertion by one of `user_id`'s passkeys (their ids in `allowCredentials`, so
 /// passkeys that are not discoverable work too).
 async fn start_for_user(state: &AppState, user_id: &str, kind: Kind) -> AppResult<Challenge> {
+    let (public_key, auth) = options_for_user(state, user_id).await?;
+    store_ceremony(state, kind, Some(user_id), &auth, public_key).await
+}
+
+/// The options of an assertion by one of `user_id`'s passkeys, and the library's state.
+async fn options_for_user(
+    state: &AppState,
+    user_id: &str,
+) -> AppResult<(serde_json::Value, PasskeyAuthentication)> {
     let rp = relying_party(state)?;
     let keys = store::list_for_user(&state.db.write, user_id)
         .await?
@@ -487,7 +507,7 @@ async fn start_for_user(state: &AppState, user_id: &str, kind: Kind) -> AppResul
         .start_passkey_authentication(&keys)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("starting an assertion: {e}")))?;
     let public_key = serde_json::to_value(&options.public_key).map_err(internal("options"))?;
-    store_ceremony(state, kind, Some(user_id), &auth, public_key).await
+    Ok((public_key, auth))
 }
 
 /// Starts the passkey second step of a page sign-in whose password was right (`pending_id`
@@ -511,7 +531,8 @@ pub async fn start_second_factor(
 }
 
 /// Checks an assertion: the ceremony (taken out, single use) must be of one of `kinds` and,
-/// when bound to an account, `user_id`'s; the credential must be registered (to `user_id`,
+/// when bound to an account, `user_id`'s (a password-reset ceremony also to the digest of the
+/// reset link's token, `reset_token_hash`); the credential must be registered (to `user_id`,
 /// when given); then the library verifies challenge, origin, RP id, flags and signature, and
 /// the stored counter must advance. `None` for any failure, which is logged, not explained.
 async fn verify(
@@ -519,6 +540,7 @@ async fn verify(
     assertion: Assertion,
     kinds: &[Kind],
     user_id: Option<&str>,
+    reset_token_hash: Option<&str>,
 ) -> AppResult<Option<PasskeyRow>> {
     let Some((kind, bound, json)) =
         take_ceremony(state, &assertion.ceremony_id, kinds, user_id).await?
@@ -568,6 +590,15 @@ async fn verify(
                 serde_json::from_str(&json).map_err(internal("assertion state"))?;
             rp.finish_passkey_authentication(credential, &auth)
         }
+        Kind::PasswordReset => {
+            let ceremony: ResetCeremony =
+                serde_json::from_str(&json).map_err(internal("reset assertion state"))?;
+            if reset_token_hash != Some(ceremony.token_hash.as_str()) {
+                tracing::info!(user_id = %row.user_id, "passkey assertion refused: the ceremony was started for another reset link");
+                return Ok(None);
+            }
+            rp.finish_passkey_authentication(credential, &ceremony.authentication)
+        }
         Kind::Register => return Ok(None),
     };
     let result = match result {
@@ -603,7 +634,7 @@ pub async fn finish_sign_in(
     assertion: Assertion,
     client: &ClientInfo,
 ) -> AppResult<UserRow> {
-    let Some(row) = verify(state, assertion, &[Kind::SignIn], None).await? else {
+    let Some(row) = verify(state, assertion, &[Kind::SignIn], None, None).await? else {
         return Err(not_accepted());
     };
     let Some(user) = super::store::user_by_id(&state.db.write, &row.user_id).await? else {
@@ -627,6 +658,7 @@ pub(crate) async fn verify_second_factor(
         assertion,
         &[Kind::SecondFactor, Kind::SignIn],
         Some(user_id),
+        None,
     )
     .await?
     .is_some())
@@ -643,7 +675,7 @@ pub async fn finish_step_up(
     p: &Principal,
     assertion: Assertion,
 ) -> AppResult<()> {
-    if verify(state, assertion, &[Kind::StepUp], Some(&p.user_id))
+    if verify(state, assertion, &[Kind::StepUp], Some(&p.user_id), None)
         .await?
         .is_none()
     {
@@ -651,4 +683,48 @@ pub async fn finish_step_up(
     }
     tracing::info!(user_id = %p.user_id, "step-up proved with a passkey");
     step_up::record(state, p).await
+}
+
+/// Starts the passkey check of a password reset for `user_id`, the account of the reset link
+/// whose token digest is `token_hash` (the caller has checked the link). A newer one retires
+/// the account's earlier reset ceremonies, so holding a link cannot pile them up.
+pub(crate) async fn start_password_reset(
+    state: &AppState,
+    user_id: &str,
+    token_hash: &str,
+) -> AppResult<Challenge> {
+    let (public_key, authentication) = options_for_user(state, user_id).await?;
+    store::delete_ceremonies_of(&state.db.write, Kind::PasswordReset.as_str(), user_id).await?;
+    let ceremony = ResetCeremony {
+        token_hash: token_hash.to_string(),
+        authentication,
+    };
+    store_ceremony(
+        state,
+        Kind::PasswordReset,
+        Some(user_id),
+        &ceremony,
+        public_key,
+    )
+    .await
+}
+
+/// A passkey as the second factor of a password reset: an answer to a ceremony from
+/// `start_password_reset` for the same account and the same reset link, by one of the
+/// account's passkeys. The caller runs it inside the sign-in throttle.
+pub(crate) async fn verify_password_reset(
+    state: &AppState,
+    user_id: &str,
+    token_hash: &str,
+    assertion: Assertion,
+) -> AppResult<bool> {
+    Ok(verify(
+        state,
+        assertion,
+        &[Kind::PasswordReset],
+        Some(user_id),
+        Some(token_hash),
+    )
+    .await?
+    .is_some())
 }

@@ -1,6 +1,7 @@
 //! Passkeys on the pages: "Sign in with a passkey" on the sign-in page, "Use a passkey" as the
-//! second step after the password, and the Passkeys section of the account security page
-//! (add, rename, remove, confirm it is you with a passkey).
+//! second step after the password, the Passkeys section of the account security page (add,
+//! rename, remove, confirm it is you with a passkey), "Confirm with a passkey" on the confirm
+//! page (`/account/confirm`, back to its `next`), and the passkey of a password reset.
 //!
 //! WebAuthn runs in the browser (`static/passkey.js`, no inline script: the CSP forbids it):
 //! the script fetches the options from a `…/options` form post (CSRF token included) that
@@ -16,7 +17,7 @@ use crate::platform::clock::human;
 use crate::platform::http::auth::{PagePrincipal, Principal, cookie};
 use crate::platform::http::client::ClientInfo;
 use crate::platform::http::csrf::{CsrfForm, CsrfToken};
-use crate::platform::http::page::{NoFields, PageResult, see_other};
+use crate::platform::http::page::{FormErrors, NoFields, PageResult, local_path, see_other};
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
             post(step_up_options),
         )
         .route("/account/security/step-up/passkey", post(step_up))
+        .route("/reset-password/passkey/options", post(reset_options))
 }
 
 /// What the second step of a page sign-in offers.
@@ -126,7 +128,7 @@ fn message_of(e: &AppError) -> String {
 }
 
 /// An assertion from the form fields (the credential as the JSON the script made).
-fn assertion(ceremony: &str, credential: &str) -> Option<Assertion> {
+pub(super) fn assertion(ceremony: &str, credential: &str) -> Option<Assertion> {
     let credential: PublicKeyCredential = serde_json::from_str(credential).ok()?;
     Some(Assertion {
         ceremony_id: ceremony.to_string(),
@@ -516,6 +518,9 @@ async fn step_up_options(
     options_json(passkey::start_step_up(&state, &p).await)
 }
 
+/// A passkey step-up: from the security page's Passkeys section (back there), or from the
+/// confirm page, whose form carries `next` (back to that local path; a refusal shows the
+/// confirm page again). Like any step-up on a page, a success gives the session a new id.
 async fn step_up(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
@@ -527,5 +532,45 @@ async fn step_up(
         Some(a) => passkey::finish_step_up(&state, &p, a).await,
         None => Err(not_accepted()),
     };
-    after_action(&state, &csrf, &headers, &p, result).await
+    if f.next.is_empty() {
+        let stepped_up = result.is_ok();
+        let res = after_action(&state, &csrf, &headers, &p, result).await?;
+        if !stepped_up {
+            return Ok(res);
+        }
+        return Ok(super::pages::with_rotated_session(&state, &headers, res).await?);
+    }
+    let next = local_path(Some(&f.next));
+    match result {
+        Ok(()) => Ok(super::pages::with_rotated_session(&state, &headers, see_other(&next)).await?),
+        Err(e) if e.status().is_client_error() && !matches!(e, AppError::CsrfRejected) => {
+            let message = match &e {
+                AppError::Domain(DomainError::Invalid(_)) => {
+                    "That passkey was not accepted. Try again.".to_string()
+                }
+                e => message_of(e),
+            };
+            let errors = FormErrors {
+                fields: vec![],
+                general: Some(message),
+            };
+            super::staff_pages::render_confirm(&state, &csrf, &p, next, errors).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResetOptionsForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// The options for the passkey of a password reset (`/reset-password`): for the account of
+/// the link in the form, bound to that link.
+async fn reset_options(
+    State(state): State<AppState>,
+    CsrfForm(f): CsrfForm<ResetOptionsForm>,
+) -> Response {
+    options_json(super::email::start_reset_passkey(&state, &f.token).await)
 }

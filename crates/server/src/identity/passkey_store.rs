@@ -213,6 +213,21 @@ pub async fn live_ceremonies(pool: &AnyPool, kind: &str, now: i64) -> Result<i64
     .await
 }
 
+/// Retires the live ceremonies of one kind for an account (a newer one replaces them: at most
+/// one password-reset ceremony per account is live).
+pub async fn delete_ceremonies_of(
+    pool: &AnyPool,
+    kind: &str,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM passkey_ceremonies WHERE kind = $1 AND user_id = $2")
+        .bind(kind)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Takes a ceremony out: whoever deletes the row owns it, so it is answered at most once, even
 /// by concurrent requests. The caller checks kind, user and expiry.
 pub async fn take_ceremony(

@@ -302,6 +302,16 @@ pub async fn end_session(state: &AppState, token: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Gives the session behind `token` a new id after a step-up, as a sign-in does: the old
+/// cookie value stops working at once, so whoever may have learned it does not hold the raised
+/// session. Everything else stays (public id, start, expiry, the step-up time). Returns the new
+/// cookie value, or `None` when the session no longer exists.
+pub async fn rotate_session(state: &AppState, token: &str) -> AppResult<Option<String>> {
+    let fresh = ids::random_secret(20);
+    let moved = store::rekey_session(&state.db.write, &digest(token), &digest(&fresh)).await?;
+    Ok(moved.then_some(fresh))
+}
+
 pub async fn principal_from_session(state: &AppState, token: &str) -> AppResult<Option<Principal>> {
     let hash = digest(token);
     let Some(row) = store::session_principal(&state.db.read, &hash).await? else {
@@ -789,6 +799,17 @@ pub async fn unlock_sign_in(
         .await?
         .unwrap_or_default();
     throttle_store::unlock(&state.db.write, &key).await?;
+    crate::platform::audit::record_alone(
+        &state.db,
+        crate::platform::audit::Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            crate::platform::audit::action::SIGN_IN_UNLOCK,
+            &key,
+        )
+        .with("was_locked", was.locked),
+    )
+    .await?;
     tracing::warn!(
         admin_id = %p.user_id,
         was_locked = was.locked,
@@ -1003,12 +1024,13 @@ pub struct PasswordChanged {
 }
 
 /// Changes the caller's password. The new one must pass the policy (8 characters suffice with
-/// a second factor on, 15 otherwise; no words of the email or name). The current password is
-/// proved through the throttled sign-in check (`check_password`), so a wrong one counts as a
-/// sign-in failure of the account, and — step-up — an account with two-factor authentication
-/// also needs a current code there (`SecondFactorRequired` without one; a wrong one counts as a
-/// failure too). Afterwards every other session and API token of the user ends, except those
-/// in `keep`.
+/// a second factor — TOTP or a passkey — 15 otherwise; no words of the email or name). The
+/// current password is proved through the throttled sign-in check (`check_password`), so a
+/// wrong one counts as a sign-in failure of the account, and — step-up — an account with a
+/// second factor also proves it: within the step-up window nothing more is needed, otherwise
+/// a current code (`SecondFactorRequired` without one; a wrong one counts as a failure too),
+/// or, for a passkey, a passkey step-up first. Afterwards every other session and API token of
+/// the user ends, except those in `keep`.
 pub async fn change_password(
     state: &AppState,
     p: &Principal,
@@ -1019,16 +1041,22 @@ pub async fn change_password(
     let Some(user) = store::user_by_id(&state.db.write, &p.user_id).await? else {
         return Err(DomainError::Unauthenticated.into());
     };
-    let has_second_factor = second_factor::is_active(state, &user.id).await?;
+    let has_second_factor = super::passkey::second_factor_on(state, &user.id).await?;
     let otp = change.otp.filter(|c| !c.expose_secret().trim().is_empty());
     // The new password first: a refused one costs neither an attempt nor a code.
     let mut errors = clipcart_domain::error::Errors::new();
     if change.current_password.expose_secret().is_empty() {
         errors.add("current_password", "enter your current password");
     }
-    let context = clipcart_domain::identity::PasswordContext::new()
+    let mut context = clipcart_domain::identity::PasswordContext::new()
         .email(&user.email)
         .name(&user.display_name);
+    // The shop the seller owns or works for is a context word too (security.md).
+    if let Some(shop_id) = &p.shop_id
+        && let Some(shop_name) = super::staff_store::shop_name(&state.db.read, shop_id).await?
+    {
+        context = context.name(&shop_name);
+    }
     if let Err(DomainError::Invalid(refusals)) = check_new_password(
         change.new_password.expose_secret(),
         &context,
@@ -1043,10 +1071,11 @@ pub async fn change_password(
     let proved =
         match check_password(state, &user.email, change.current_password, otp, client).await {
             Ok(SignIn::Complete { user: u, .. }) => u,
-            // The password was right and the second factor is a passkey, which cannot come as
-            // a code: a passkey step-up within the window stands for it.
+            // The password was right, and the second factor was proved within the step-up
+            // window (a sign-in with it, or a step-up: the only way for a passkey, which cannot
+            // come as a code).
             Ok(SignIn::SecondFactorRequired(u))
-                if !has_second_factor && !code_given && super::step_up::is_fresh(state, p) =>
+                if !code_given && super::step_up::is_fresh(state, p) =>
             {
                 u
             }

@@ -10,6 +10,7 @@ use super::staff_store::{self as store, InvitationRow, MemberRow, RoleRow};
 use super::step_up::{self, StepUpProof};
 use super::store as users;
 use super::store::UserRow;
+use crate::platform::audit::{self, Entry, action};
 use crate::platform::http::auth::Principal;
 use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
@@ -216,6 +217,13 @@ pub async fn invite(
         },
     )
     .await?;
+    audit::record(
+        &mut tx,
+        Entry::new(now, &p.user_id, action::STAFF_INVITE, &invitation.id)
+            .with("shop_id", shop_id.as_str())
+            .with("role", role.key.as_str()),
+    )
+    .await?;
     tx.commit().await?;
     state.mail.wake();
     tracing::info!(shop_id, invitation_id = %invitation.id, role = %role.key, "staff invited");
@@ -230,6 +238,17 @@ pub async fn revoke_invitation(state: &AppState, p: &Principal, id: &str) -> App
     if !store::revoke_invitation(&state.db.write, shop_id, id, state.now_ms()).await? {
         return Err(DomainError::NotFound.into());
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::STAFF_INVITATION_REVOKE,
+            id,
+        )
+        .with("shop_id", shop_id),
+    )
+    .await?;
     tracing::info!(shop_id, invitation_id = id, "staff invitation revoked");
     Ok(())
 }
@@ -440,6 +459,14 @@ async fn join(
         },
     )
     .await?;
+    audit::record(
+        tx,
+        Entry::new(now, user_id, action::STAFF_JOIN, user_id)
+            .with("shop_id", inv.shop_id.as_str())
+            .with("role", inv.role.as_str())
+            .with("invitation_id", inv.id.as_str()),
+    )
+    .await?;
     tracing::info!(shop_id = %inv.shop_id, user_id, role = %inv.role, "staff joined");
     Ok(())
 }
@@ -458,6 +485,18 @@ pub async fn change_role(
     if !store::set_member_role(&state.db.write, shop_id, user_id, &role.key).await? {
         return Err(DomainError::NotFound.into());
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::STAFF_ROLE_CHANGE,
+            user_id,
+        )
+        .with("shop_id", shop_id)
+        .with("role", role.key.as_str()),
+    )
+    .await?;
     tracing::info!(shop_id, user_id, role = %role.key, "staff role changed");
     Ok(role)
 }
@@ -476,6 +515,12 @@ pub async fn remove(
     if !store::remove_member(&mut tx, shop_id, user_id).await? {
         return Err(DomainError::NotFound.into());
     }
+    audit::record(
+        &mut tx,
+        Entry::new(state.now_ms(), &p.user_id, action::STAFF_REMOVE, user_id)
+            .with("shop_id", shop_id),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         shop_id,
@@ -536,6 +581,18 @@ pub async fn create_role(
             DomainError::invalid("name", "the shop already has a role of this name").into(),
         );
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            row.created_at,
+            &p.user_id,
+            action::STAFF_ROLE_DEFINE,
+            &row.id,
+        )
+        .with("shop_id", shop_id)
+        .with("permissions", row.permissions.as_str()),
+    )
+    .await?;
     tracing::info!(shop_id, role_id = %row.id, "custom staff role created");
     Ok(RoleView::custom(row))
 }
@@ -574,6 +631,18 @@ pub async fn update_role(
             );
         }
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::STAFF_ROLE_DEFINE,
+            role_id,
+        )
+        .with("shop_id", shop_id)
+        .with("permissions", encoded.as_str()),
+    )
+    .await?;
     tracing::info!(shop_id, role_id, "custom staff role changed");
     Ok(RoleView {
         key: role_id.to_string(),

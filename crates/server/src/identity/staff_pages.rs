@@ -1,7 +1,7 @@
 //! Seller-center pages for staff (owner only), the page that accepts an invitation, and the
 //! "confirm it is you" step-up page that sensitive pages send people to.
 
-use super::second_factor;
+use super::pages::ProofAsk;
 use super::staff::{self, RoleInput};
 use super::step_up::{self, StepUpProof};
 use crate::platform::clock::human;
@@ -464,9 +464,11 @@ struct NextQuery {
 #[template(path = "identity/confirm.html")]
 struct ConfirmPage {
     ctx: PageCtx,
+    /// Where to go once confirmed: a local path.
     next: String,
-    /// Ask for a code (an account with a second factor) or the password (without one).
-    wants_code: bool,
+    /// A code field (TOTP), "Confirm with a passkey" (passkeys; both when the account has
+    /// both), or the password — only for an account without any second factor.
+    ask: ProofAsk,
     errors: FormErrors,
 }
 
@@ -480,14 +482,16 @@ async fn confirm_page(
     render_confirm(&state, &csrf, &p, next, FormErrors::default()).await
 }
 
-async fn render_confirm(
+/// The confirm page (422 with `errors`); also after a refused passkey (`passkey_pages`).
+pub(super) async fn render_confirm(
     state: &AppState,
     csrf: &CsrfToken,
     p: &Principal,
     next: String,
     errors: FormErrors,
 ) -> PageResult {
-    let wants_code = second_factor::is_active(state, &p.user_id).await?;
+    // The page always proves anew (even inside the window): ask what a closed window asks.
+    let ask = ProofAsk::outside_window(state, &p.user_id).await?;
     let status = if errors.any() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -498,7 +502,7 @@ async fn render_confirm(
         &ConfirmPage {
             ctx: PageCtx::new("Confirm it is you", Some(p), csrf),
             next,
-            wants_code,
+            ask,
             errors,
         },
     ))
@@ -518,6 +522,7 @@ async fn confirm(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     client: ClientInfo,
+    headers: axum::http::HeaderMap,
     PagePrincipal(mut p): PagePrincipal,
     CsrfForm(f): CsrfForm<ConfirmForm>,
 ) -> PageResult {
@@ -529,19 +534,32 @@ async fn confirm(
         Some(SecretString::from(f.current_password)),
     );
     match step_up::require(&state, &p, proof, &client).await {
-        Ok(()) => Ok(see_other(&next)),
+        // The raised session gets a new id, as at sign-in (security.md).
+        Ok(()) => Ok(super::pages::with_rotated_session(&state, &headers, see_other(&next)).await?),
         Err(AppError::StepUpRequired) => {
-            let field = if second_factor::is_active(&state, &p.user_id).await? {
-                (
-                    "otp",
-                    "enter a code from your authenticator app, or a recovery code",
-                )
+            let ask = ProofAsk::outside_window(&state, &p.user_id).await?;
+            let errors = if ask.code {
+                FormErrors {
+                    fields: vec![clipcart_domain::error::FieldError::new(
+                        "otp",
+                        "enter a code from your authenticator app, or a recovery code",
+                    )],
+                    general: None,
+                }
+            } else if ask.passkey {
+                // A password does not confirm an account with a passkey.
+                FormErrors {
+                    fields: vec![],
+                    general: Some("Confirm with one of your passkeys.".into()),
+                }
             } else {
-                ("current_password", "enter your password")
-            };
-            let errors = FormErrors {
-                fields: vec![clipcart_domain::error::FieldError::new(field.0, field.1)],
-                general: None,
+                FormErrors {
+                    fields: vec![clipcart_domain::error::FieldError::new(
+                        "current_password",
+                        "enter your password",
+                    )],
+                    general: None,
+                }
             };
             render_confirm(&state, &csrf, &p, next, errors).await
         }

@@ -284,6 +284,21 @@ pub async fn delete_session(pool: &AnyPool, id_hash: &str) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// Gives the session with digest `old_hash` the digest of a new cookie value, keeping the rest
+/// of the row; false when there is no such session.
+pub async fn rekey_session(
+    pool: &AnyPool,
+    old_hash: &str,
+    new_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE sessions SET id_hash = $1 WHERE id_hash = $2")
+        .bind(new_hash)
+        .bind(old_hash)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 pub async fn insert_token(
     pool: &AnyPool,
     id: &str,

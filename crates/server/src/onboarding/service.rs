@@ -2,6 +2,7 @@
 
 use super::store::{self, ShopRow};
 use crate::identity::step_up::{self, StepUpProof};
+use crate::platform::audit;
 use crate::platform::http::auth::Principal;
 use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
@@ -48,7 +49,7 @@ pub async fn apply(
         decided_at: None,
         decision_reason: None,
     };
-    if !store::insert(&state.db.write, &shop).await? {
+    if !store::insert(&state.db.write, &state.vault, &shop).await? {
         return Err(DomainError::Conflict(
             "you have already applied; one shop per seller account".into(),
         )
@@ -62,8 +63,8 @@ pub async fn apply(
 pub async fn my_shop(state: &AppState, p: &Principal) -> AppResult<Option<ShopRow>> {
     p.require(Role::Seller)?;
     match (&p.shop_id, p.is_staff()) {
-        (Some(shop_id), true) => Ok(store::by_id(&state.db.read, shop_id).await?),
-        _ => Ok(store::by_owner(&state.db.read, &p.user_id).await?),
+        (Some(shop_id), true) => store::by_id(&state.db.read, &state.vault, shop_id).await,
+        _ => store::by_owner(&state.db.read, &state.vault, &p.user_id).await,
     }
 }
 
@@ -81,7 +82,8 @@ pub async fn list_applications(
     crate::identity::passkey::require_admin(state, p).await?;
     let status = ShopStatus::parse(status)
         .map_err(|_| DomainError::invalid("status", "unknown shop status"))?;
-    let mut items = store::list_by_status(&state.db.read, status.as_str(), page).await?;
+    let mut items =
+        store::list_by_status(&state.db.read, &state.vault, status.as_str(), page).await?;
     let next_cursor = if items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
         items.last().map(|s| {
@@ -114,28 +116,40 @@ pub async fn decide(
             DomainError::invalid("reason", "tell the seller why (1 to 1000 characters)").into(),
         );
     }
-    let shop = store::by_id(&state.db.read, shop_id)
+    let shop = store::by_id(&state.db.read, &state.vault, shop_id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let current = ShopStatus::parse(&shop.status)?;
     let next = rules::decide(current, approve)?;
+    let now = state.now_ms();
+    let mut tx = state.db.write.begin().await?;
     if !store::decide(
-        &state.db.write,
+        &mut tx,
         shop_id,
         current.as_str(),
         next.as_str(),
         &p.user_id,
         reason,
-        state.now_ms(),
+        now,
     )
     .await?
     {
+        tx.rollback().await?;
         return Err(DomainError::Conflict("the application was decided meanwhile".into()).into());
     }
+    // The reason is the admin's free text to the seller: not copied into the log.
+    audit::record(
+        &mut tx,
+        audit::Entry::new(now, &p.user_id, audit::action::SHOP_DECISION, shop_id)
+            .with("from", current.as_str())
+            .with("to", next.as_str()),
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(shop_id, admin = %p.user_id, decision = next.as_str(), "seller application decided");
-    Ok(store::by_id(&state.db.read, shop_id)
+    store::by_id(&state.db.read, &state.vault, shop_id)
         .await?
-        .ok_or(DomainError::NotFound)?)
+        .ok_or_else(|| DomainError::NotFound.into())
 }
 
 /// The caller's shop, whatever its status (callers check what the status allows), when
@@ -147,7 +161,7 @@ pub async fn selling_shop(
     needed: Access,
 ) -> AppResult<ShopRow> {
     let shop_id = p.shop(area, needed)?;
-    let shop = store::by_id(&state.db.read, shop_id)
+    let shop = store::by_id(&state.db.read, &state.vault, shop_id)
         .await?
         .ok_or(DomainError::NotFound)?;
     Ok(shop)

@@ -1,7 +1,11 @@
-//! SQL for shops and their applications.
+//! SQL for shops and their applications. The tax id and the address are vault ciphertexts in
+//! the database (`platform::crypto`): encrypted in `insert`, decrypted by every read here, so a
+//! `ShopRow` always holds plaintext.
 
+use crate::platform::crypto::{Vault, columns};
+use crate::platform::http::AppResult;
 use clipcart_domain::page::PageRequest;
-use sqlx::{AnyPool, AssertSqlSafe, FromRow};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, FromRow};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ShopRow {
@@ -20,7 +24,32 @@ pub struct ShopRow {
 
 const COLUMNS: &str = "id, owner_user_id, name, seller_type, status, currency, tax_id, address_json, created_at, decided_at, decision_reason";
 
-pub async fn insert(pool: &AnyPool, s: &ShopRow) -> Result<bool, sqlx::Error> {
+/// Decrypts the vault columns of a row as read from the database.
+async fn open(vault: &Vault, mut s: ShopRow) -> AppResult<ShopRow> {
+    s.tax_id = vault
+        .decrypt(&columns::SHOP_TAX_ID.aad(&s.id), &s.tax_id)
+        .await?;
+    s.address_json = vault
+        .decrypt(&columns::SHOP_ADDRESS.aad(&s.id), &s.address_json)
+        .await?;
+    Ok(s)
+}
+
+async fn open_all(vault: &Vault, rows: Vec<ShopRow>) -> AppResult<Vec<ShopRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(open(vault, row).await?);
+    }
+    Ok(out)
+}
+
+pub async fn insert(pool: &AnyPool, vault: &Vault, s: &ShopRow) -> AppResult<bool> {
+    let tax_id = vault
+        .encrypt(&columns::SHOP_TAX_ID.aad(&s.id), &s.tax_id)
+        .await?;
+    let address_json = vault
+        .encrypt(&columns::SHOP_ADDRESS.aad(&s.id), &s.address_json)
+        .await?;
     let r = sqlx::query(
         "INSERT INTO shops (id, owner_user_id, name, seller_type, status, currency, tax_id, address_json, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (owner_user_id) DO NOTHING",
@@ -31,44 +60,53 @@ pub async fn insert(pool: &AnyPool, s: &ShopRow) -> Result<bool, sqlx::Error> {
     .bind(&s.seller_type)
     .bind(&s.status)
     .bind(&s.currency)
-    .bind(&s.tax_id)
-    .bind(&s.address_json)
+    .bind(&tax_id)
+    .bind(&address_json)
     .bind(s.created_at)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn by_owner(pool: &AnyPool, owner: &str) -> Result<Option<ShopRow>, sqlx::Error> {
-    sqlx::query_as(AssertSqlSafe(format!(
+pub async fn by_owner(pool: &AnyPool, vault: &Vault, owner: &str) -> AppResult<Option<ShopRow>> {
+    let row: Option<ShopRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM shops WHERE owner_user_id = $1"
     )))
     .bind(owner)
     .fetch_optional(pool)
-    .await
+    .await?;
+    match row {
+        Some(s) => Ok(Some(open(vault, s).await?)),
+        None => Ok(None),
+    }
 }
 
-pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<ShopRow>, sqlx::Error> {
-    sqlx::query_as(AssertSqlSafe(format!(
+pub async fn by_id(pool: &AnyPool, vault: &Vault, id: &str) -> AppResult<Option<ShopRow>> {
+    let row: Option<ShopRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM shops WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    match row {
+        Some(s) => Ok(Some(open(vault, s).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Shops in a status, oldest first (a review queue is worked from the front).
 pub async fn list_by_status(
     pool: &AnyPool,
+    vault: &Vault,
     status: &str,
     page: &PageRequest,
-) -> Result<Vec<ShopRow>, sqlx::Error> {
+) -> AppResult<Vec<ShopRow>> {
     let (key, id) = page
         .after
         .as_ref()
         .map(|c| (c.key, c.id.clone()))
         .unwrap_or((i64::MIN, String::new()));
-    sqlx::query_as(AssertSqlSafe(format!(
+    let rows = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM shops WHERE status = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
          ORDER BY created_at, id LIMIT $4"
     )))
@@ -77,12 +115,13 @@ pub async fn list_by_status(
     .bind(id)
     .bind(i64::from(page.limit) + 1)
     .fetch_all(pool)
-    .await
+    .await?;
+    open_all(vault, rows).await
 }
 
 /// Records a decision, only if the shop is still in `from` (two admins cannot both decide).
 pub async fn decide(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     from: &str,
     to: &str,
@@ -99,7 +138,7 @@ pub async fn decide(
     .bind(reason)
     .bind(id)
     .bind(from)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }

@@ -345,7 +345,7 @@ async fn write_orders(
             shipped_at: None,
             completed_at: None,
         };
-        store::insert_order(&mut tx, &row).await?;
+        store::insert_order(&mut tx, &state.vault, &row).await?;
         for line in &order.lines {
             let c = cart
                 .iter()
@@ -368,7 +368,7 @@ async fn write_orders(
     }
     let posting =
         clipcart_domain::ledger::checkout_paid(checkout_id, split.currency, &shop_totals)?;
-    ledger::record(&mut tx, &posting, now).await?;
+    ledger::record(&mut tx, &posting, &p.user_id, now).await?;
     tx.commit().await?;
     Ok(orders)
 }

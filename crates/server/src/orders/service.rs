@@ -54,14 +54,22 @@ pub async fn seller_orders(
     let shop_id = p.shop(Area::Fulfilment, Access::View)?;
     let status = status_filter(status)?;
     Ok(paged(
-        store::list(&state.db.read, OwnerColumn::Shop, shop_id, status, page).await?,
+        store::list(
+            &state.db.read,
+            &state.vault,
+            OwnerColumn::Shop,
+            shop_id,
+            status,
+            page,
+        )
+        .await?,
         page,
     ))
 }
 
 pub async fn seller_order(state: &AppState, p: &Principal, id: &str) -> AppResult<OrderView> {
     let shop_id = p.shop(Area::Fulfilment, Access::View)?;
-    let order = store::shop_order(&state.db.read, shop_id, id)
+    let order = store::shop_order(&state.db.read, &state.vault, shop_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let lines = store::lines(&state.db.read, &order.id).await?;
@@ -77,7 +85,7 @@ pub async fn ship(
 ) -> AppResult<OrderView> {
     let shop_id = p.shop(Area::Fulfilment, Access::Edit)?;
     let (carrier, tracking) = rules::parse_tracking(carrier, tracking)?;
-    let order = store::shop_order(&state.db.read, shop_id, id)
+    let order = store::shop_order(&state.db.read, &state.vault, shop_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let current = OrderStatus::parse(&order.status)?;
@@ -107,14 +115,22 @@ pub async fn buyer_orders(
 ) -> AppResult<OrderPage> {
     p.require(Role::Buyer)?;
     Ok(paged(
-        store::list(&state.db.read, OwnerColumn::Buyer, &p.user_id, None, page).await?,
+        store::list(
+            &state.db.read,
+            &state.vault,
+            OwnerColumn::Buyer,
+            &p.user_id,
+            None,
+            page,
+        )
+        .await?,
         page,
     ))
 }
 
 pub async fn buyer_order(state: &AppState, p: &Principal, id: &str) -> AppResult<OrderView> {
     p.require(Role::Buyer)?;
-    let order = store::buyer_order(&state.db.read, &p.user_id, id)
+    let order = store::buyer_order(&state.db.read, &state.vault, &p.user_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let lines = store::lines(&state.db.read, &order.id).await?;
@@ -124,7 +140,7 @@ pub async fn buyer_order(state: &AppState, p: &Principal, id: &str) -> AppResult
 /// The buyer has the parcel: the order completes and the seller's funds become available.
 pub async fn confirm_receipt(state: &AppState, p: &Principal, id: &str) -> AppResult<OrderView> {
     p.require(Role::Buyer)?;
-    let order = store::buyer_order(&state.db.read, &p.user_id, id)
+    let order = store::buyer_order(&state.db.read, &state.vault, &p.user_id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let current = OrderStatus::parse(&order.status)?;
@@ -162,7 +178,7 @@ pub async fn confirm_receipt(state: &AppState, p: &Principal, id: &str) -> AppRe
         tx.rollback().await?;
         return Err(DomainError::Conflict("the order changed meanwhile; reload it".into()).into());
     }
-    ledger::record(&mut tx, &posting, now).await?;
+    ledger::record(&mut tx, &posting, &p.user_id, now).await?;
     tx.commit().await?;
     tracing::info!(order_id = id, "order completed by buyer");
     buyer_order(state, p, id).await

@@ -1,5 +1,10 @@
 //! SQL for carts and orders. Seller queries filter by `shop_id`, buyer queries by `buyer_id`.
+//! The shipping address (all but the country) is stored as vault ciphertexts
+//! (`platform::crypto`): encrypted in `insert_order`, decrypted by every order read here, so an
+//! `OrderRow` always holds plaintext.
 
+use crate::platform::crypto::{EncryptedColumn, Vault, columns};
+use crate::platform::http::AppResult;
 use clipcart_domain::DomainError;
 use clipcart_domain::page::PageRequest;
 use sqlx::{Any, AnyPool, AssertSqlSafe, FromRow, Transaction};
@@ -158,7 +163,45 @@ pub struct OrderLineRow {
     pub currency: String,
 }
 
-pub async fn insert_order(tx: &mut Transaction<'_, Any>, o: &OrderRow) -> Result<(), sqlx::Error> {
+/// The encrypted shipping fields of an order, with their columns.
+fn address_fields(o: &mut OrderRow) -> [(EncryptedColumn, &mut String); 5] {
+    [
+        (columns::ORDER_SHIP_NAME, &mut o.ship_name),
+        (columns::ORDER_SHIP_LINE1, &mut o.ship_line1),
+        (columns::ORDER_SHIP_LINE2, &mut o.ship_line2),
+        (columns::ORDER_SHIP_CITY, &mut o.ship_city),
+        (columns::ORDER_SHIP_POSTAL_CODE, &mut o.ship_postal_code),
+    ]
+}
+
+/// Decrypts the shipping address of an order as read from the database.
+async fn open(vault: &Vault, mut o: OrderRow) -> AppResult<OrderRow> {
+    let id = o.id.clone();
+    for (column, value) in address_fields(&mut o) {
+        *value = vault.decrypt(&column.aad(&id), value).await?;
+    }
+    Ok(o)
+}
+
+async fn open_all(vault: &Vault, rows: Vec<OrderRow>) -> AppResult<Vec<OrderRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(open(vault, row).await?);
+    }
+    Ok(out)
+}
+
+pub async fn insert_order(
+    tx: &mut Transaction<'_, Any>,
+    vault: &Vault,
+    o: &OrderRow,
+) -> AppResult<()> {
+    let mut sealed = o.clone();
+    let id = o.id.clone();
+    for (column, value) in address_fields(&mut sealed) {
+        *value = vault.encrypt(&column.aad(&id), value).await?;
+    }
+    let o = &sealed;
     sqlx::query(
         "INSERT INTO orders (id, shop_id, buyer_id, checkout_id, status, total_minor, currency, ship_name, ship_line1, ship_line2, \
          ship_city, ship_postal_code, ship_country, created_at, paid_at, updated_at) \
@@ -331,26 +374,36 @@ pub async fn insert_checkout(
 
 pub async fn shop_order(
     pool: &AnyPool,
+    vault: &Vault,
     shop_id: &str,
     id: &str,
-) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders o JOIN shops s ON s.id = o.shop_id WHERE o.id = $1 AND o.shop_id = $2")))
+) -> AppResult<Option<OrderRow>> {
+    let row: Option<OrderRow> = sqlx::query_as(AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders o JOIN shops s ON s.id = o.shop_id WHERE o.id = $1 AND o.shop_id = $2")))
         .bind(id)
         .bind(shop_id)
         .fetch_optional(pool)
-        .await
+        .await?;
+    match row {
+        Some(o) => Ok(Some(open(vault, o).await?)),
+        None => Ok(None),
+    }
 }
 
 pub async fn buyer_order(
     pool: &AnyPool,
+    vault: &Vault,
     buyer_id: &str,
     id: &str,
-) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders o JOIN shops s ON s.id = o.shop_id WHERE o.id = $1 AND o.buyer_id = $2")))
+) -> AppResult<Option<OrderRow>> {
+    let row: Option<OrderRow> = sqlx::query_as(AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders o JOIN shops s ON s.id = o.shop_id WHERE o.id = $1 AND o.buyer_id = $2")))
         .bind(id)
         .bind(buyer_id)
         .fetch_optional(pool)
-        .await
+        .await?;
+    match row {
+        Some(o) => Ok(Some(open(vault, o).await?)),
+        None => Ok(None),
+    }
 }
 
 pub async fn lines(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderLineRow>, sqlx::Error> {
@@ -366,11 +419,12 @@ pub async fn lines(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderLineRow>, 
 /// Newest first, keyset paginated: `owner_column` is `shop_id` or `buyer_id`, never user input.
 pub async fn list(
     pool: &AnyPool,
+    vault: &Vault,
     owner_column: OwnerColumn,
     owner: &str,
     status: Option<&str>,
     page: &PageRequest,
-) -> Result<Vec<OrderRow>, sqlx::Error> {
+) -> AppResult<Vec<OrderRow>> {
     let (key, id) = crate::catalog::store::after(page);
     let column = match owner_column {
         OwnerColumn::Shop => "o.shop_id",
@@ -393,7 +447,8 @@ pub async fn list(
     if let Some(s) = status {
         q = q.bind(s.to_string());
     }
-    q.fetch_all(pool).await
+    let rows = q.fetch_all(pool).await?;
+    open_all(vault, rows).await
 }
 
 #[derive(Debug, Clone, Copy)]

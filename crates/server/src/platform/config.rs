@@ -28,6 +28,9 @@ pub struct Config {
     pub smtp_url: Option<secrecy::SecretString>,
     /// The `From` of every mail, e.g. `Clipcart <no-reply@shop.example.com>`.
     pub mail_from: String,
+    /// Where the vault's master key comes from (`CLIPCART_MASTER_KEY`,
+    /// `CLIPCART_MASTER_KEY_FILE`, else `<data dir>/master.key`). See `platform::crypto`.
+    pub master_key: crate::platform::crypto::MasterKeySource,
 }
 
 impl Config {
@@ -45,6 +48,7 @@ impl Config {
             bench_routes: false,
             smtp_url: None,
             mail_from: crate::platform::mail::DEFAULT_FROM.to_string(),
+            master_key: crate::platform::crypto::MasterKeySource::DataDir,
         }
     }
 

@@ -56,6 +56,7 @@ POST   /auth/verify-email                                         ok    ok    ok
 POST   /auth/email-change/confirm                                 ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 POST   /auth/password-reset                                       ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 POST   /auth/password-reset/complete                              ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
+POST   /auth/password-reset/passkey/challenges                    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 GET    /me/email                                                  401   ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 POST   /me/email                                                  401   ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 POST   /me/verification-email                                     401   ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
@@ -235,7 +236,9 @@ fn body_for(op: &str, app: &TestApp, world: &World) -> Option<Value> {
         "DELETE /me/totp" | "POST /me/totp/confirm" | "POST /me/recovery-codes" => {
             json!({"code": "000000"})
         }
-        "POST /auth/verify-email" | "POST /auth/email-change/confirm" => {
+        "POST /auth/verify-email"
+        | "POST /auth/email-change/confirm"
+        | "POST /auth/password-reset/passkey/challenges" => {
             json!({"token": "notavalidtoken"})
         }
         "POST /auth/password-reset" => json!({"email": "someone@example.test"}),

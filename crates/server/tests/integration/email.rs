@@ -1,5 +1,5 @@
 //! Email, end to end over real SMTP (the test listener of `support_smtp`): verification at
-//! sign-up, password reset (with and without TOTP), email change, new-device and other
+//! sign-up, password reset (with and without TOTP, with a passkey), email change, new-device and other
 //! security alerts — every mail carrying the anti-phishing code — single-use and expiring
 //! links, no enumeration on sign-up and reset, delivery retries, and the development outbox.
 
@@ -16,6 +16,7 @@ on_both_databases!(configured by with_smtp:
     sign_up_answers_the_same_for_a_taken_address,
     password_reset_over_smtp,
     password_reset_with_totp_needs_the_code,
+    password_reset_with_a_passkey_needs_the_passkey,
     new_device_and_failure_alerts,
     email_change_over_smtp,
     email_change_to_a_taken_address_looks_the_same,
@@ -656,6 +657,268 @@ async fn password_reset_with_totp_needs_the_code(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{problem}");
+}
+
+/// Starts the passkey check of a reset through the API; answers `(ceremony_id, public_key)`.
+async fn reset_challenge(app: &TestApp, reset_token: &str) -> (String, Value) {
+    let v = app
+        .post_ok(
+            "/api/v1/auth/password-reset/passkey/challenges",
+            None,
+            json!({"token": reset_token}),
+            StatusCode::CREATED,
+        )
+        .await;
+    (
+        v["ceremony_id"].as_str().expect("ceremony").to_string(),
+        v["public_key"].clone(),
+    )
+}
+
+async fn password_reset_with_a_passkey_needs_the_passkey(app: TestApp) {
+    use crate::support_passkey::{Authenticator, register_passkey, sign_in_challenge};
+    let mail = mailbox(&app);
+    let user = buyer(&app).await;
+    let mut key = Authenticator::for_app(&app);
+    register_passkey(&app, &user, &mut key).await;
+    let added = mail.next_to(&user.email).await;
+    assert_eq!(
+        added.subject,
+        "A passkey was added to your Clipcart account"
+    );
+    let other = buyer(&app).await;
+    let mut other_key = Authenticator::for_app(&app);
+    register_passkey(&app, &other, &mut other_key).await;
+    mail.next_to(&other.email).await;
+    app.post_ok(
+        "/api/v1/auth/password-reset",
+        None,
+        json!({"email": user.email}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let m = mail.next_to(&user.email).await;
+    let link = m.link("/reset-password");
+    let reset_token = m.token("/reset-password");
+
+    // The page offers the passkey (no code field: there is no authenticator app), and the
+    // 8-character minimum of an account with a second factor.
+    let (s, html) = get_page(&app, &path_of(&link), Some(&csrf_cookie())).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"reset-with-passkey\""), "{html}");
+    assert!(
+        html.contains("data-passkey-get=\"/reset-password/passkey/options\""),
+        "{html}"
+    );
+    assert!(!html.contains("name=\"otp\""), "{html}");
+    assert!(html.contains("minlength=\"8\""), "{html}");
+    assert!(html.contains("At least 8 characters"), "{html}");
+
+    let complete = |body: Value| {
+        let app = &app;
+        async move {
+            app.post("/api/v1/auth/password-reset/complete", None, body)
+                .await
+        }
+    };
+    let base = json!({"token": reset_token, "new_password": "eight+ch"});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // The link alone: refused (it was enough before passkeys counted), nothing used up.
+    let (s, problem) = complete(base.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(problem["type"], "/docs/problems#second-factor-required");
+    // A code is no proof for an account without an authenticator app.
+    let (s, problem) = complete(with(json!({"otp": "123456"}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{problem}");
+    // The page form without the passkey: the form again, saying what is missing.
+    let (s, _, html) = post_page(
+        &app,
+        "/reset-password",
+        &csrf_cookie(),
+        &[
+            ("token", reset_token.as_str()),
+            ("new_password", "eight+ch"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("Your account has a passkey"), "{html}");
+
+    // The challenge names the account's passkeys and needs a usable link.
+    let (s, problem) = app
+        .post(
+            "/api/v1/auth/password-reset/passkey/challenges",
+            None,
+            json!({"token": "notavalidtoken"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "token");
+    let (ceremony, options) = reset_challenge(&app, &reset_token).await;
+    let allowed = options["allowCredentials"].as_array().expect("allowed");
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0]["id"], key.last_credential_id().as_str());
+
+    let failures_before = failures(&app).await;
+    let refused = |what: &'static str, (s, problem): (StatusCode, Value)| {
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["field"], "credential",
+            "{what}: {problem}"
+        );
+    };
+    // Another account's passkey on this account's challenge.
+    let challenge = options["challenge"].as_str().expect("challenge");
+    let forged = other_key.assert_with(0, challenge);
+    refused(
+        "another account's passkey",
+        complete(with(
+            json!({"passkey": {"ceremony_id": ceremony, "credential": forged}}),
+        ))
+        .await,
+    );
+    // A sign-in challenge (not bound to the link) answered by the right passkey.
+    let (sign_in, sign_in_options) = sign_in_challenge(&app).await;
+    let credential = key.assert(&sign_in_options);
+    refused(
+        "a sign-in challenge",
+        complete(with(
+            json!({"passkey": {"ceremony_id": sign_in, "credential": credential}}),
+        ))
+        .await,
+    );
+    // A wrong origin (a phishing page relaying the challenge).
+    let mut phisher = key.clone();
+    phisher.origin = "http://evil.example".into();
+    let (ceremony, options) = reset_challenge(&app, &reset_token).await;
+    refused(
+        "wrong origin",
+        complete(with(
+            json!({"passkey": {"ceremony_id": ceremony, "credential": phisher.assert(&options)}}),
+        ))
+        .await,
+    );
+    // An expired challenge.
+    let (ceremony, options) = reset_challenge(&app, &reset_token).await;
+    let late = key.assert(&options);
+    app.clock.advance_ms(5 * 60 * 1000 + 1);
+    refused(
+        "expired",
+        complete(with(
+            json!({"passkey": {"ceremony_id": ceremony, "credential": late}}),
+        ))
+        .await,
+    );
+    // A newer challenge retires the older one.
+    let (older, older_options) = reset_challenge(&app, &reset_token).await;
+    let (_newer, _) = reset_challenge(&app, &reset_token).await;
+    let credential = key.assert(&older_options);
+    refused(
+        "retired challenge",
+        complete(with(
+            json!({"passkey": {"ceremony_id": older, "credential": credential}}),
+        ))
+        .await,
+    );
+    // Each refusal counted as a failed sign-in of the account.
+    assert_eq!(failures(&app).await, failures_before + 5);
+
+    // A challenge of an older link does not complete a newer one.
+    let (old_link_ceremony, old_link_options) = reset_challenge(&app, &reset_token).await;
+    app.clock.advance_ms(61_000);
+    app.post_ok(
+        "/api/v1/auth/password-reset",
+        None,
+        json!({"email": user.email}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let newer = mail.next_to(&user.email).await;
+    let newer_token = newer.token("/reset-password");
+    let credential = key.assert(&old_link_options);
+    let (s, problem) = complete(json!({"token": newer_token, "new_password": "eight+ch", "passkey": {"ceremony_id": old_link_ceremony, "credential": credential}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "credential", "{problem}");
+
+    // Through the page, as passkey.js does it: the options for the link, then the form with
+    // the new password and the answer. After all those refusals (and the back-off they
+    // earned) the link still works.
+    app.clock.advance_ms(15 * 60 * 1000);
+    let options: Value = app
+        .http
+        .post(app.url("/reset-password/passkey/options"))
+        .header("cookie", csrf_cookie())
+        .form(&[("csrf", PAGE_CSRF), ("token", newer_token.as_str())])
+        .send()
+        .await
+        .expect("options")
+        .json()
+        .await
+        .expect("options JSON");
+    let credential = key.assert(&options["public_key"]);
+    let ceremony = options["ceremony_id"].as_str().expect("id").to_string();
+    let (s, _, html) = post_page(
+        &app,
+        "/reset-password",
+        &csrf_cookie(),
+        &[
+            ("token", newer_token.as_str()),
+            ("new_password", "eight+ch"),
+            ("ceremony", ceremony.as_str()),
+            ("credential", &credential.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("Password changed"), "{html}");
+    let alert = mail.next_to(&user.email).await;
+    assert_eq!(alert.subject, "Your Clipcart password was changed");
+    // The same answer again: the link is used up (and the challenge too).
+    let (s, problem) = complete(json!({"token": newer_token, "new_password": "Zt4!pW9q", "passkey": {"ceremony_id": ceremony, "credential": credential}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "token");
+    // Replayed on a fresh link and a fresh challenge: refused.
+    app.clock.advance_ms(61_000);
+    app.post_ok(
+        "/api/v1/auth/password-reset",
+        None,
+        json!({"email": user.email}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let third = mail.next_to(&user.email).await.token("/reset-password");
+    let (fresh, _) = reset_challenge(&app, &third).await;
+    refused(
+        "replayed assertion",
+        complete(json!({"token": third, "new_password": "Zt4!pW9q", "passkey": {"ceremony_id": fresh, "credential": credential}}))
+            .await,
+    );
+    // The sessions ended; the new password signs in only with the passkey.
+    let (s, _) = app.get("/api/v1/me", Some(&user.token)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, problem) = app
+        .post(
+            "/api/v1/auth/tokens",
+            None,
+            json!({"email": user.email, "password": "eight+ch"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{problem}");
+    let (ceremony, options) = sign_in_challenge(&app).await;
+    let credential = key.assert(&options);
+    app.post_ok(
+        "/api/v1/auth/tokens",
+        None,
+        json!({"email": user.email, "password": "eight+ch", "passkey": {"ceremony_id": ceremony, "credential": credential}}),
+        StatusCode::CREATED,
+    )
+    .await;
 }
 
 /// The sign-in history's failures of all accounts (the throttle counts them).

@@ -2,10 +2,12 @@
 //! listing, renaming and removing them; signing in without a password; a passkey as the second
 //! factor after a password; step-up with a passkey; platform admins needing one; and the
 //! refusals: replayed and forged assertions, wrong origin or RP id, a challenge answered twice,
-//! an expired ceremony, another account's passkey, a cloned authenticator's counter.
+//! an expired ceremony, another account's passkey, a cloned authenticator's counter. Also the
+//! pages of accounts whose second factor is a passkey: "Confirm it is you" with a passkey, the
+//! security page's forms without a code field, and the 8-character password minimum.
 
 use crate::on_both_databases;
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{Actor, PAGE_CSRF, PASSWORD, TestApp};
 use crate::support_passkey::{
     Authenticator, b64, passkey_sign_in, register_passkey, sign_in_challenge,
 };
@@ -22,6 +24,9 @@ on_both_databases!(
     password_change_with_only_a_passkey,
     admins_need_a_passkey,
     pages_sign_in_with_a_passkey,
+    confirm_page_offers_what_the_account_has,
+    security_forms_for_an_account_with_only_a_passkey,
+    eight_characters_suffice_with_a_passkey,
 );
 
 async fn list(app: &TestApp, token: &str) -> Vec<Value> {
@@ -822,4 +827,540 @@ async fn pages_sign_in_with_a_passkey(app: TestApp) {
         session_of(&res).is_some(),
         "signed in after the second step"
     );
+}
+
+// ---- Pages for accounts whose second factor is a passkey ----
+
+const AFTER_THE_WINDOW_MS: i64 = clipcart_server::identity::step_up::STEP_UP_WINDOW_MS + 1;
+
+/// A page form post with `cookies` (the session and the CSRF cookie) and the CSRF field.
+async fn page_post(
+    app: &TestApp,
+    cookies: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("csrf", PAGE_CSRF)];
+    form.extend_from_slice(fields);
+    app.http
+        .post(app.url(path))
+        .header("cookie", cookies)
+        .form(&form)
+        .send()
+        .await
+        .expect("form post")
+}
+
+async fn page_get(app: &TestApp, cookies: &str, path: &str) -> (StatusCode, String) {
+    let res = app
+        .http
+        .get(app.url(path))
+        .header("cookie", cookies)
+        .send()
+        .await
+        .expect("page");
+    (res.status(), res.text().await.expect("html"))
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The options of a page step-up with a passkey, as `passkey.js` asks for them.
+async fn page_step_up_options(app: &TestApp, cookies: &str) -> Value {
+    page_post(
+        app,
+        cookies,
+        "/account/security/step-up/passkey/options",
+        &[],
+    )
+    .await
+    .json()
+    .await
+    .expect("options JSON")
+}
+
+/// Answers page step-up options with `credential`, from the confirm page (`next`).
+async fn page_step_up_answer(
+    app: &TestApp,
+    cookies: &str,
+    options: &Value,
+    credential: &Value,
+    next: &str,
+) -> reqwest::Response {
+    page_post(
+        app,
+        cookies,
+        "/account/security/step-up/passkey",
+        &[
+            ("ceremony", options["ceremony_id"].as_str().expect("id")),
+            ("credential", &credential.to_string()),
+            ("next", next),
+        ],
+    )
+    .await
+}
+
+/// `cookies` with the session cookie a step-up rotated to (the old id ended).
+fn rotated(cookies: &str, res: &reqwest::Response) -> String {
+    let new = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a step-up gives the session a new id");
+    cookies
+        .split("; ")
+        .map(|c| {
+            if c.starts_with("__Host-clipcart_session=") {
+                format!("__Host-clipcart_session={new}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A buyer with a page session (signed in with the password before the passkey existed) and
+/// a passkey registered through the API.
+async fn buyer_with_passkey(app: &TestApp) -> (Actor, String, Authenticator) {
+    let ann = app.buyer().await;
+    let cookies = app.page_cookies(&ann).await;
+    let mut auth = Authenticator::for_app(app);
+    register_passkey(app, &ann, &mut auth).await;
+    (ann, cookies, auth)
+}
+
+/// A buyer with TOTP and a passkey (both through the API), and a page session signed in with
+/// the passkey (turning TOTP on ends the account's other sessions).
+async fn buyer_with_totp_and_passkey(app: &TestApp) -> String {
+    let bob = app.buyer().await;
+    enrol_totp(app, &bob).await;
+    let mut auth = Authenticator::for_app(app);
+    register_passkey(app, &bob, &mut auth).await;
+    let csrf = format!("__Host-clipcart_csrf={PAGE_CSRF}");
+    let options: Value = page_post(app, &csrf, "/signin/passkey/options", &[])
+        .await
+        .json()
+        .await
+        .expect("options JSON");
+    let credential = auth.assert(&options["public_key"]);
+    let res = page_post(
+        app,
+        &csrf,
+        "/signin/passkey",
+        &[
+            ("ceremony", options["ceremony_id"].as_str().expect("id")),
+            ("credential", &credential.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("__Host-clipcart_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    format!("{csrf}; __Host-clipcart_session={session}")
+}
+
+/// Turns TOTP on through the API; answers the secret.
+async fn enrol_totp(app: &TestApp, actor: &Actor) -> String {
+    let e = app
+        .post_ok(
+            "/api/v1/me/totp",
+            Some(&actor.token),
+            json!({}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let secret = e["secret"].as_str().expect("secret").to_string();
+    app.post_ok(
+        "/api/v1/me/totp/confirm",
+        Some(&actor.token),
+        json!({"code": crate::second_factor::code_at(&secret, app.now_ms())}),
+        StatusCode::OK,
+    )
+    .await;
+    secret
+}
+
+async fn confirm_page_offers_what_the_account_has(app: TestApp) {
+    // Without a second factor: the password, and no passkey.
+    let cy = app.buyer().await;
+    let cy_cookies = app.page_cookies(&cy).await;
+    let (status, html) = page_get(&app, &cy_cookies, "/account/confirm?next=/seller/staff").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"current_password\""), "{html}");
+    assert!(!html.contains("name=\"otp\""));
+    assert!(!html.contains("id=\"confirm-with-passkey\""));
+
+    // Only a passkey: the passkey, never the password.
+    let (ann, mut cookies, mut auth) = buyer_with_passkey(&app).await;
+    app.clock.advance_ms(AFTER_THE_WINDOW_MS);
+    let (status, html) = page_get(
+        &app,
+        &cookies,
+        "/account/confirm?next=/account/security%23email",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"confirm-with-passkey\""), "{html}");
+    assert!(
+        html.contains("action=\"/account/security/step-up/passkey\" data-passkey-get=\"/account/security/step-up/passkey/options\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("name=\"next\" value=\"/account/security#email\""),
+        "{html}"
+    );
+    assert!(!html.contains("name=\"current_password\""), "{html}");
+    assert!(!html.contains("name=\"otp\""), "{html}");
+    // A password posted anyway does not confirm it.
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/confirm",
+        &[
+            ("next", "/account/security#email"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("Confirm with one of your passkeys"), "{html}");
+    let (_, html) = page_get(&app, &cookies, "/account/security").await;
+    assert!(
+        html.contains("id=\"email-confirm-passkey\""),
+        "not confirmed"
+    );
+
+    // Refused answers show the confirm page again, with `next` kept, and confirm nothing.
+    let mut phisher = auth.clone();
+    phisher.origin = "http://evil.example".into();
+    let options = page_step_up_options(&app, &cookies).await;
+    let res = page_step_up_answer(
+        &app,
+        &cookies,
+        &options,
+        &phisher.assert(&options["public_key"]),
+        "/account/security#email",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("That passkey was not accepted"), "{html}");
+    assert!(html.contains("id=\"confirm-with-passkey\""), "{html}");
+    assert!(
+        html.contains("name=\"next\" value=\"/account/security#email\""),
+        "{html}"
+    );
+    let bob = app.buyer().await;
+    let mut bob_key = Authenticator::for_app(&app);
+    register_passkey(&app, &bob, &mut bob_key).await;
+    let options = page_step_up_options(&app, &cookies).await;
+    let challenge = options["public_key"]["challenge"]
+        .as_str()
+        .expect("challenge");
+    let res = page_step_up_answer(
+        &app,
+        &cookies,
+        &options,
+        &bob_key.assert_with(0, challenge),
+        "/account/security#email",
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another account's passkey"
+    );
+    let (_, html) = page_get(&app, &cookies, "/account/security").await;
+    assert!(
+        html.contains("id=\"email-confirm-passkey\""),
+        "still not confirmed"
+    );
+
+    // The passkey confirms it, and the page goes back to `next`.
+    let options = page_step_up_options(&app, &cookies).await;
+    let credential = auth.assert(&options["public_key"]);
+    let res = page_step_up_answer(
+        &app,
+        &cookies,
+        &options,
+        &credential,
+        "/account/security#email",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/account/security#email");
+    let before = cookies.clone();
+    cookies = rotated(&cookies, &res);
+    let (status, _) = page_get(&app, &before, "/account/security").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the old session id ended");
+    let (_, html) = page_get(&app, &cookies, "/account/security").await;
+    assert!(!html.contains("id=\"email-confirm-passkey\""), "confirmed");
+    // The same answer again: refused (the challenge was used).
+    let res = page_step_up_answer(
+        &app,
+        &cookies,
+        &options,
+        &credential,
+        "/account/security#email",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "a replay");
+
+    // `next` is a local path only.
+    for (next, lands) in [
+        ("https://evil.example/steal", "/"),
+        ("//evil.example", "/"),
+        ("/admin", "/admin"),
+    ] {
+        let options = page_step_up_options(&app, &cookies).await;
+        let credential = auth.assert(&options["public_key"]);
+        let res = page_step_up_answer(&app, &cookies, &options, &credential, next).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(location(&res), lands, "{next}");
+        cookies = rotated(&cookies, &res);
+    }
+    // The API token of the same account was not stepped up by the page.
+    let (status, v) = app
+        .post(
+            "/api/v1/me/passkeys/registrations",
+            Some(&ann.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // TOTP and a passkey: both are offered, the password is not.
+    let dee_cookies = buyer_with_totp_and_passkey(&app).await;
+    app.clock.advance_ms(AFTER_THE_WINDOW_MS);
+    let (_, html) = page_get(&app, &dee_cookies, "/account/confirm?next=/admin").await;
+    assert!(html.contains("name=\"otp\""), "{html}");
+    assert!(html.contains("id=\"confirm-with-passkey\""), "{html}");
+    assert!(!html.contains("name=\"current_password\""), "{html}");
+}
+
+async fn security_forms_for_an_account_with_only_a_passkey(app: TestApp) {
+    let (ann, mut cookies, mut auth) = buyer_with_passkey(&app).await;
+    let proof_fields = [
+        "id=\"email-otp\"",
+        "id=\"email-current-password\"",
+        "id=\"anti-phishing-otp\"",
+        "id=\"anti-phishing-current-password\"",
+        "id=\"password-otp\"",
+    ];
+    // Within the step-up window of the sign-in: no proof field and no link at all.
+    let (status, html) = page_get(&app, &cookies, "/account/security").await;
+    assert_eq!(status, StatusCode::OK);
+    for f in proof_fields {
+        assert!(!html.contains(f), "{f} within the window");
+    }
+    assert!(!html.contains("confirm-passkey\""), "{html}");
+    assert!(
+        html.contains("At least 8 characters, as two-factor authentication"),
+        "the passkey counts for the password minimum"
+    );
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/anti-phishing-code",
+        &[("anti_phishing_code", "heron")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .expect("html")
+            .contains("id=\"anti-phishing-current\">heron<")
+    );
+
+    // Outside it: a link to confirm with the passkey under each form, still no field to fill.
+    app.clock.advance_ms(AFTER_THE_WINDOW_MS);
+    let (_, html) = page_get(&app, &cookies, "/account/security").await;
+    for f in proof_fields {
+        assert!(!html.contains(f), "{f}: a passkey cannot be typed in");
+    }
+    for section in ["email", "anti-phishing", "password"] {
+        let link = format!(
+            "href=\"/account/confirm?next=/account/security%23{section}\" id=\"{section}-confirm-passkey\""
+        );
+        assert!(html.contains(&link), "{section}: {html}");
+    }
+    // Sent anyway (a password does not stand in for the passkey): what was typed is kept.
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/email",
+        &[
+            ("new_email", "ann.new@example.test"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.expect("html");
+    assert!(
+        html.contains("id=\"email-change-error\">Confirm it is you with a passkey first"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"ann.new@example.test\""),
+        "kept: {html}"
+    );
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/anti-phishing-code",
+        &[("anti_phishing_code", "kingfisher")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("id=\"anti-phishing-error\""), "{html}");
+    assert!(html.contains("value=\"kingfisher\""), "kept: {html}");
+    const EIGHT: &str = "Qv7#mZ2k";
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/password",
+        &[("current_password", PASSWORD), ("new_password", EIGHT)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.expect("html");
+    assert!(
+        html.contains("id=\"password-form-error\">Confirm it is you with a passkey first"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"password-confirm-passkey\""), "{html}");
+
+    // Confirmed with the passkey (as the confirm page does it): the forms work without more.
+    let options = page_step_up_options(&app, &cookies).await;
+    let credential = auth.assert(&options["public_key"]);
+    let res = page_step_up_answer(
+        &app,
+        &cookies,
+        &options,
+        &credential,
+        "/account/security#password",
+    )
+    .await;
+    assert_eq!(location(&res), "/account/security#password");
+    cookies = rotated(&cookies, &res);
+    let (_, html) = page_get(&app, &cookies, "/account/security").await;
+    for f in proof_fields {
+        assert!(!html.contains(f), "{f} after the step-up");
+    }
+    assert!(!html.contains("confirm-passkey\""));
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/password",
+        &[("current_password", PASSWORD), ("new_password", EIGHT)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .expect("html")
+            .contains("id=\"password-changed\"")
+    );
+    let res = page_post(
+        &app,
+        &cookies,
+        "/account/security/email",
+        &[("new_email", "ann.new@example.test")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The password sign-in still needs the passkey.
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/tokens",
+            None,
+            json!({"email": ann.email, "password": EIGHT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // With TOTP as well: the code field, and the passkey link beside it.
+    let bob_cookies = buyer_with_totp_and_passkey(&app).await;
+    app.clock.advance_ms(AFTER_THE_WINDOW_MS);
+    let (_, html) = page_get(&app, &bob_cookies, "/account/security").await;
+    for f in [
+        "id=\"email-otp\"",
+        "id=\"anti-phishing-otp\"",
+        "id=\"password-otp\"",
+        "id=\"email-confirm-passkey\"",
+        "id=\"password-confirm-passkey\"",
+    ] {
+        assert!(html.contains(f), "{f}: {html}");
+    }
+    assert!(!html.contains("id=\"email-current-password\""));
+    // Without any second factor: the password, and no passkey link.
+    let cy = app.buyer().await;
+    let cy_cookies = app.page_cookies(&cy).await;
+    app.clock.advance_ms(AFTER_THE_WINDOW_MS);
+    let (_, html) = page_get(&app, &cy_cookies, "/account/security").await;
+    assert!(html.contains("id=\"email-current-password\""));
+    assert!(!html.contains("confirm-passkey\""));
+    assert!(html.contains("At least 15 characters"));
+}
+
+async fn eight_characters_suffice_with_a_passkey(app: TestApp) {
+    const EIGHT: &str = "Qv7#mZ2k";
+    // Without a second factor, 8 characters are refused.
+    let cy = app.buyer().await;
+    let (status, v) = app
+        .post(
+            "/api/v1/me/password",
+            Some(&cy.token),
+            json!({"current_password": PASSWORD, "new_password": EIGHT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["field"], "new_password");
+    // With only a passkey (within the window of the token's sign-in), they suffice.
+    let ann = app.buyer().await;
+    let mut auth = Authenticator::for_app(&app);
+    register_passkey(&app, &ann, &mut auth).await;
+    let (status, v) = app
+        .post(
+            "/api/v1/me/password",
+            Some(&ann.token),
+            json!({"current_password": PASSWORD, "new_password": EIGHT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // Seven do not.
+    let token = passkey_sign_in(&app, &mut auth).await.1["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let (status, v) = app
+        .post(
+            "/api/v1/me/password",
+            Some(&token),
+            json!({"current_password": EIGHT, "new_password": "Qv7#mZ2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["field"], "new_password");
 }

@@ -53,6 +53,17 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A random master key for the vault (base64 of 32 bytes), as `CLIPCART_MASTER_KEY` gives it.
+pub fn test_master_key() -> clipcart_server::platform::crypto::MasterKeySource {
+    use base64::Engine;
+    use rand::RngExt;
+    let mut key = [0u8; 32];
+    rand::rng().fill(&mut key[..]);
+    clipcart_server::platform::crypto::MasterKeySource::Value(secrecy::SecretString::from(
+        base64::engine::general_purpose::STANDARD.encode(key),
+    ))
+}
+
 pub struct TestApp {
     pub base: String,
     pub clock: Arc<ManualClock>,
@@ -124,6 +135,8 @@ impl TestApp {
         // localhost is one, and a secure context for browsers over plain HTTP.
         config.public_url = format!("http://localhost:{}", addr.port());
         config.max_connections = 20;
+        // A temporary master key per server: the vault's data keys live in the fresh database.
+        config.master_key = test_master_key();
         configure(&mut config);
         let state = clipcart_server::build_state(config, clock.clone())
             .await

@@ -611,6 +611,17 @@ impl Browser {
         std::fs::write(path, png).expect("screenshot written");
     }
 
+    /// One Chrome DevTools Protocol command through chromedriver's passthrough, e.g.
+    /// `Page.addScriptToEvaluateOnNewDocument` to watch a page from before its own scripts.
+    pub async fn devtools(&self, cmd: &str, params: Value) -> WdResult<Value> {
+        self.cmd(
+            Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
     /// Chromium's own full-page capture, through chromedriver's DevTools passthrough.
     async fn full_page_png(&self) -> WdResult<Vec<u8>> {
         let m = self

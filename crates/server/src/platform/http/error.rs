@@ -28,10 +28,11 @@ pub enum AppError {
         "this account uses two-factor authentication: send the code from the authenticator app, or a recovery code, as `otp`, or a passkey assertion as `passkey`"
     )]
     SecondFactorRequired,
-    /// A sensitive change needs a recent proof: a second-factor code (or, for an account
-    /// without one, the password) within the step-up window, or sent with this request.
+    /// A sensitive change needs a recent proof: a second factor (or, for an account without
+    /// one, the password) within the step-up window, or a code or password sent with this
+    /// request.
     #[error(
-        "confirm it is you first: send a current code from the authenticator app (or a recovery code) as `otp`, or, without two-factor authentication, your password as `current_password`"
+        "confirm it is you first: send a current code from the authenticator app (or a recovery code) as `otp`, or, without two-factor authentication, your password as `current_password`; or step up beforehand with `POST /me/step-up` or a passkey (`POST /me/step-up/passkey/challenges`, then `POST /me/step-up/passkey`)"
     )]
     StepUpRequired,
     /// Platform admins must have a passkey; this one has none yet.
