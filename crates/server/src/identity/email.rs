@@ -471,9 +471,14 @@ pub async fn complete_password_reset(
     let has_code = super::second_factor::is_active(state, &user.id).await?;
     let has_passkey = super::passkey::has_passkey(state, &user.id).await?;
     let has_second_factor = has_code || has_passkey;
-    let context = clipcart_domain::identity::PasswordContext::new()
+    let mut context = clipcart_domain::identity::PasswordContext::new()
         .email(&user.email)
         .name(&user.display_name);
+    // The shop the seller owns or works for is a context word too (security.md).
+    if let Some(shop_name) = super::staff_store::shop_name_of_user(&state.db.read, &user.id).await?
+    {
+        context = context.name(&shop_name);
+    }
     if let Err(DomainError::Invalid(refusals)) = check_new_password(
         reset.new_password.expose_secret(),
         &context,

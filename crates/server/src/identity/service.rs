@@ -1052,8 +1052,8 @@ pub async fn change_password(
         .email(&user.email)
         .name(&user.display_name);
     // The shop the seller owns or works for is a context word too (security.md).
-    if let Some(shop_id) = &p.shop_id
-        && let Some(shop_name) = super::staff_store::shop_name(&state.db.read, shop_id).await?
+    if let Some(shop_name) =
+        super::staff_store::shop_name_of_user(&state.db.read, &p.user_id).await?
     {
         context = context.name(&shop_name);
     }

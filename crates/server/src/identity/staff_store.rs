@@ -382,3 +382,18 @@ pub async fn user_email(
         .fetch_optional(&mut *conn)
         .await
 }
+
+/// The name of the shop a user owns or works for, if any (a context word for passwords).
+pub async fn shop_name_of_user(
+    pool: &AnyPool,
+    user_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT s.name FROM shops s WHERE s.owner_user_id = $1 \
+         UNION ALL \
+         SELECT s.name FROM shop_members m JOIN shops s ON s.id = m.shop_id WHERE m.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}

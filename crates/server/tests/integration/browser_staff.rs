@@ -20,7 +20,9 @@ async fn owner_invites_staff_through_the_pages() {
 
     sign_in_with_password(&b, &owner.email).await;
     b.wait_for("#signout").await;
-    b.click("#nav-staff").await;
+    // The security page points owners to their staff, too.
+    b.goto("/account/security").await;
+    b.click("#manage-staff").await;
     b.wait_for("#no-staff").await;
     shots.take(&b, "no-staff").await;
 

@@ -1129,6 +1129,32 @@ async fn seller_of(app: &TestApp, admin: &Actor, shop_name: &str) -> Actor {
     seller
 }
 
+/// The reset link in the newest reset mail to `email` (waiting in the outbox: no SMTP here).
+async fn mailed_reset_token(app: &TestApp, email: &str) -> String {
+    let mut body = String::new();
+    // The reset is mailed from a spawned task (so answers take the same time either way).
+    for _ in 0..100 {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT body_text FROM outbox_mail WHERE to_address = $1 AND kind = 'password_reset' \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(email)
+        .fetch_optional(&app.state.db.read)
+        .await
+        .expect("outbox");
+        if let Some(b) = found {
+            body = b;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let start = body.find("token=").expect("a reset link") + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
 /// Context words include the shop's name: a seller cannot change the password to one built
 /// from it, though it has nothing of their own name or email (those and "clipcart" are tested
 /// in passwords.rs).
@@ -1158,6 +1184,24 @@ async fn a_new_password_may_not_be_built_from_the_shop_name(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A reset by mailed link is held to it as well.
+    app.post_ok(
+        "/api/v1/auth/password-reset",
+        None,
+        json!({"email": owner.email}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let token = mailed_reset_token(&app, &owner.email).await;
+    let (s, v) = app
+        .post(
+            "/api/v1/auth/password-reset/complete",
+            None,
+            json!({"token": token, "new_password": "kiteloomkiteloom99"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["field"], "new_password");
     // The same password is fine for a seller whose shop is called otherwise.
     let other = seller_of(&app, &admin, "Harbour Tea").await;
     app.post_ok(
