@@ -216,10 +216,14 @@ async fn create_token(
         }
         _ => service::check_password(&state, &req.email, req.password, req.otp, &client).await?,
     };
-    let user = match checked {
-        service::SignIn::Complete { user, .. } => user,
+    let (user, second_factor) = match checked {
+        service::SignIn::Complete {
+            user,
+            second_factor,
+        } => (user, second_factor),
         service::SignIn::SecondFactorRequired(_) => return Err(AppError::SecondFactorRequired),
     };
+    service::audit_sign_in(&state, &user.id, "password", Some(second_factor)).await?;
     let issued = service::issue_token(&state, &user.id).await?;
     super::alerts::api_signed_in(&state, &user.id, &client).await?;
     Ok((

@@ -17,6 +17,7 @@ use super::email_store::{self as store, NewToken, Purpose};
 use super::service::{self, SignUp, digest};
 use super::step_up::{self, StepUpProof};
 use super::store as users;
+use crate::platform::audit::{self, Entry, action};
 use crate::platform::clock::human;
 use crate::platform::http::auth::Principal;
 use crate::platform::http::client::ClientInfo;
@@ -254,10 +255,13 @@ pub async fn status(state: &AppState, p: &Principal) -> AppResult<EmailStatus> {
         return Err(DomainError::Unauthenticated.into());
     };
     let pending_email = store::pending_change(&state.db.read, &p.user_id, state.now_ms()).await?;
+    let anti_phishing_code = store::anti_phishing_code(&state.db.read, &state.vault, &p.user_id)
+        .await?
+        .unwrap_or_default();
     Ok(EmailStatus {
         email: user.email,
         verified_at: (user.email_verified_at > 0).then_some(user.email_verified_at),
-        anti_phishing_code: user.anti_phishing_code,
+        anti_phishing_code,
         pending_email,
     })
 }
@@ -299,7 +303,7 @@ pub async fn set_anti_phishing_code(
 ) -> AppResult<String> {
     let code = parse_anti_phishing_code(raw)?;
     step_up::require(state, p, proof, client).await?;
-    if !store::set_anti_phishing_code(&state.db.write, &p.user_id, &code).await? {
+    if !store::set_anti_phishing_code(&state.db.write, &state.vault, &p.user_id, &code).await? {
         return Err(DomainError::Unauthenticated.into());
     }
     super::alerts::send(
@@ -574,6 +578,13 @@ pub async fn complete_password_reset(
         client,
     )
     .await?;
+    audit::record(
+        &mut tx,
+        Entry::new(now, &user.id, action::PASSWORD_RESET, &user.id)
+            .with("ended_sessions", ended_sessions)
+            .with("revoked_tokens", revoked_tokens),
+    )
+    .await?;
     tx.commit().await?;
     state.mail.wake();
     service::clear_sign_in_throttle(state, &user.email).await?;
@@ -757,6 +768,11 @@ pub async fn confirm_email_change(
             new_email: row.email.clone(),
         },
         client,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        Entry::new(now, &row.user_id, action::EMAIL_CHANGE, &row.user_id),
     )
     .await?;
     tx.commit().await?;

@@ -1,6 +1,10 @@
 //! SQL for email: verified addresses, anti-phishing codes, single-use mailed links and known
-//! devices. Links are stored only as the SHA-256 digest of their token.
+//! devices. Links are stored only as the SHA-256 digest of their token. The anti-phishing code
+//! is a vault ciphertext (`crypto::columns::USER_ANTI_PHISHING_CODE`); `''` (not chosen) stays
+//! `''`.
 
+use crate::platform::crypto::{Vault, columns};
+use crate::platform::http::AppResult;
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 /// What a mailed link is for.
@@ -161,7 +165,6 @@ pub struct EmailState {
     pub email: String,
     pub display_name: String,
     pub email_verified_at: i64,
-    pub anti_phishing_code: String,
 }
 
 pub async fn email_state<'c>(
@@ -169,7 +172,7 @@ pub async fn email_state<'c>(
     user_id: &str,
 ) -> Result<Option<EmailState>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT email, display_name, email_verified_at, anti_phishing_code FROM users WHERE id = $1 AND disabled = 0",
+        "SELECT email, display_name, email_verified_at FROM users WHERE id = $1 AND disabled = 0",
     )
     .bind(user_id)
     .fetch_optional(db)
@@ -224,13 +227,53 @@ pub async fn change_email(
     Ok(r.rows_affected() == 1)
 }
 
+/// Decrypts a stored anti-phishing code of user `user_id`; `''` (not chosen) stays `''`.
+pub async fn open_anti_phishing_code(
+    vault: &Vault,
+    user_id: &str,
+    stored: &str,
+) -> AppResult<String> {
+    if stored.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(vault
+        .decrypt(&columns::USER_ANTI_PHISHING_CODE.aad(user_id), stored)
+        .await?)
+}
+
+/// The user's anti-phishing code in plain text (`''` when not chosen); `None` when the account
+/// is gone or disabled.
+pub async fn anti_phishing_code(
+    pool: &AnyPool,
+    vault: &Vault,
+    user_id: &str,
+) -> AppResult<Option<String>> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT anti_phishing_code FROM users WHERE id = $1 AND disabled = 0")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    match stored {
+        Some(s) => Ok(Some(open_anti_phishing_code(vault, user_id, &s).await?)),
+        None => Ok(None),
+    }
+}
+
 pub async fn set_anti_phishing_code(
     pool: &AnyPool,
+    vault: &Vault,
     user_id: &str,
     code: &str,
-) -> Result<bool, sqlx::Error> {
+) -> AppResult<bool> {
+    let sealed = if code.is_empty() {
+        String::new()
+    } else {
+        vault
+            .encrypt(&columns::USER_ANTI_PHISHING_CODE.aad(user_id), code)
+            .await?
+    };
     let r = sqlx::query("UPDATE users SET anti_phishing_code = $1 WHERE id = $2 AND disabled = 0")
-        .bind(code)
+        .bind(&sealed)
         .bind(user_id)
         .execute(pool)
         .await?;

@@ -223,7 +223,11 @@ async fn sign_in(
     )
     .await;
     match checked {
-        Ok(service::SignIn::Complete { user, .. }) => {
+        Ok(service::SignIn::Complete {
+            user,
+            second_factor,
+        }) => {
+            service::audit_sign_in(&state, &user.id, "password", Some(second_factor)).await?;
             let previous = cookie(&headers, state.session_cookie);
             let res = signed_in(&state, &user, &client, previous, &f.next).await?;
             Ok(super::alerts::page_signed_in(&state, &user.id, &client, &headers, res).await?)

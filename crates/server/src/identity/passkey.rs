@@ -21,6 +21,7 @@ use super::passkey_store::{self as store, PasskeyRow};
 use super::service::digest;
 use super::step_up::{self, StepUpProof};
 use super::store::UserRow;
+use crate::platform::audit::{self, Entry, action};
 use crate::platform::http::auth::Principal;
 use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
@@ -389,6 +390,12 @@ pub async fn finish_registration(
     if !store::insert(&state.db.write, &row).await? {
         return Err(DomainError::Conflict("this passkey is already registered".into()).into());
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(now, &p.user_id, action::PASSKEY_ADD, &row.id)
+            .with("synced", row.backed_up != 0),
+    )
+    .await?;
     tracing::info!(user_id = %p.user_id, passkey_id = %row.id, synced = row.backed_up != 0, client_ip = %client.ip, "passkey registered");
     super::alerts::send(
         state,
@@ -443,6 +450,11 @@ pub async fn delete(
         }
         return Err(DomainError::NotFound.into());
     }
+    audit::record_alone(
+        &state.db,
+        Entry::new(state.now_ms(), &p.user_id, action::PASSKEY_REMOVE, id),
+    )
+    .await?;
     tracing::info!(user_id = %p.user_id, passkey_id = id, client_ip = %client.ip, "passkey removed");
     super::alerts::send(
         state,

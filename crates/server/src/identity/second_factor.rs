@@ -4,8 +4,8 @@
 //! `clipcart_domain::identity::second_factor`; the HMAC is `totp-rs`'s. Time comes from the
 //! injected clock only.
 //!
-//! TOTP seeds are stored in plain text until the encryption vault of the data-protection issue
-//! (issue 4) lands. In memory a seed stays inside a `SecretString`; a `totp_rs::Totp` (whose
+//! TOTP seeds are vault ciphertexts in the database (see `second_factor_store`). In memory a
+//! seed stays inside a `SecretString`; a `totp_rs::Totp` (whose
 //! `Debug` prints the seed) only lives for the length of one check and is never logged.
 //!
 //! Recovery codes: 10 random base32 characters (50 bits) each, stored as the SHA-256 digest
@@ -14,6 +14,7 @@
 
 use super::second_factor_store as store;
 use super::service::{self, digest};
+use crate::platform::audit::{self, Entry, action};
 use crate::platform::http::auth::Principal;
 use crate::platform::http::client::ClientInfo;
 use crate::platform::http::{AppError, AppResult};
@@ -107,7 +108,7 @@ pub fn qr_svg(text: &str) -> AppResult<String> {
 }
 
 pub async fn status(state: &AppState, user_id: &str) -> AppResult<Status> {
-    let row = store::totp(&state.db.read, user_id).await?;
+    let row = store::totp(&state.db.read, &state.vault, user_id).await?;
     let left = store::unused_recovery_codes(&state.db.read, user_id).await?;
     Ok(Status {
         active: row.as_ref().is_some_and(store::TotpRow::active),
@@ -119,7 +120,7 @@ pub async fn status(state: &AppState, user_id: &str) -> AppResult<Status> {
 /// Whether the user has a confirmed TOTP factor (sign-in then needs a code).
 pub async fn is_active(state: &AppState, user_id: &str) -> AppResult<bool> {
     // The write pool: read right after a confirm, and sign-in must not miss a fresh factor.
-    Ok(store::totp(&state.db.write, user_id)
+    Ok(store::totp(&state.db.write, &state.vault, user_id)
         .await?
         .is_some_and(|r| r.active()))
 }
@@ -138,8 +139,9 @@ pub async fn start_enrolment(
     let secret = SecretString::from(totp_rs::Secret::from(bytes).to_base32());
     if !store::start_totp(
         &state.db.write,
+        &state.vault,
         &p.user_id,
-        secret.expose_secret(),
+        &secret,
         state.now_ms(),
     )
     .await?
@@ -165,7 +167,7 @@ fn enrolment_of(secret: SecretString, email: &str) -> AppResult<Enrolment> {
 
 /// The enrolment waiting for its confirming code, if one was started.
 pub async fn pending_enrolment(state: &AppState, p: &Principal) -> AppResult<Option<Enrolment>> {
-    match store::totp(&state.db.read, &p.user_id).await? {
+    match store::totp(&state.db.read, &state.vault, &p.user_id).await? {
         Some(row) if !row.active() => Ok(Some(enrolment_of(row.secret, &p.email)?)),
         _ => Ok(None),
     }
@@ -191,6 +193,17 @@ pub async fn confirm_enrolment(
     })
     .await?;
     let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::TWO_FACTOR_ENABLE,
+            &p.user_id,
+        )
+        .with("ended_sessions", ended),
+    )
+    .await?;
     tracing::info!(user_id = %p.user_id, ended_sessions = ended, "TOTP enrolment confirmed; two-factor authentication on");
     super::alerts::send(
         state,
@@ -208,7 +221,7 @@ async fn confirm_checked(
     code: &str,
 ) -> AppResult<Option<Vec<String>>> {
     let now = state.now_ms();
-    let Some(row) = store::totp(&state.db.write, user_id).await? else {
+    let Some(row) = store::totp(&state.db.write, &state.vault, user_id).await? else {
         return Err(DomainError::Conflict("start the enrolment first".into()).into());
     };
     if row.active() {
@@ -242,7 +255,7 @@ async fn new_recovery_codes(state: &AppState, user_id: &str, now: i64) -> AppRes
 /// then used up) or an unused recovery code (then used up). False for anything else.
 pub async fn verify_code(state: &AppState, user_id: &str, code: &str) -> AppResult<bool> {
     let now = state.now_ms();
-    let Some(row) = store::totp(&state.db.write, user_id).await? else {
+    let Some(row) = store::totp(&state.db.write, &state.vault, user_id).await? else {
         return Ok(false);
     };
     if !row.active() {
@@ -290,6 +303,17 @@ pub async fn disable(
     })
     .await?;
     let ended = service::end_other_sessions_of(state, &p.user_id, current_token).await?;
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::TWO_FACTOR_DISABLE,
+            &p.user_id,
+        )
+        .with("ended_sessions", ended),
+    )
+    .await?;
     tracing::info!(user_id = %p.user_id, ended_sessions = ended, "two-factor authentication turned off");
     super::alerts::send(
         state,
@@ -320,6 +344,16 @@ pub async fn regenerate_recovery_codes(
         let now = st.now_ms();
         Ok(Some(new_recovery_codes(&st, &user_id, now).await?))
     })
+    .await?;
+    audit::record_alone(
+        &state.db,
+        Entry::new(
+            state.now_ms(),
+            &p.user_id,
+            action::RECOVERY_CODES_REGENERATE,
+            &p.user_id,
+        ),
+    )
     .await?;
     tracing::info!(user_id = %p.user_id, "recovery codes regenerated");
     super::alerts::send(

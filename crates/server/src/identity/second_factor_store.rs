@@ -1,9 +1,12 @@
 //! SQL for second factors: TOTP seeds, recovery-code digests and pending page sign-ins.
 //!
-//! TOTP seeds are stored in plain text until the encryption vault of the data-protection issue
-//! (issue 4) lands; outside the database they live in a `SecretString`.
+//! TOTP seeds are vault ciphertexts in the database (`crypto::columns::TOTP_SECRET`, bound to
+//! the user id): encrypted by `start_totp`, decrypted by `totp`; outside the database they live
+//! in a `SecretString`.
 
-use secrecy::SecretString;
+use crate::platform::crypto::{Vault, columns};
+use crate::platform::http::AppResult;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AnyPool, FromRow};
 
 /// No `Debug`: it carries the seed (and `SecretString` would redact it anyway).
@@ -30,15 +33,21 @@ struct RawTotpRow {
     last_step: i64,
 }
 
-pub async fn totp(pool: &AnyPool, user_id: &str) -> Result<Option<TotpRow>, sqlx::Error> {
+pub async fn totp(pool: &AnyPool, vault: &Vault, user_id: &str) -> AppResult<Option<TotpRow>> {
     let row: Option<RawTotpRow> = sqlx::query_as(
         "SELECT secret, created_at, confirmed_at, last_step FROM totp_factors WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| TotpRow {
-        secret: SecretString::from(r.secret),
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let secret = vault
+        .decrypt(&columns::TOTP_SECRET.aad(user_id), &r.secret)
+        .await?;
+    Ok(Some(TotpRow {
+        secret: SecretString::from(secret),
         created_at: r.created_at,
         confirmed_at: r.confirmed_at,
         last_step: r.last_step,
@@ -48,10 +57,14 @@ pub async fn totp(pool: &AnyPool, user_id: &str) -> Result<Option<TotpRow>, sqlx
 /// Starts (or restarts) an enrolment with a new seed; false when a confirmed factor exists.
 pub async fn start_totp(
     pool: &AnyPool,
+    vault: &Vault,
     user_id: &str,
-    secret: &str,
+    secret: &SecretString,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> AppResult<bool> {
+    let sealed = vault
+        .encrypt(&columns::TOTP_SECRET.aad(user_id), secret.expose_secret())
+        .await?;
     let r = sqlx::query(
         "INSERT INTO totp_factors (user_id, secret, created_at, confirmed_at, last_step) \
          VALUES ($1, $2, $3, 0, -1) \
@@ -59,7 +72,7 @@ pub async fn start_totp(
          WHERE totp_factors.confirmed_at = 0",
     )
     .bind(user_id)
-    .bind(secret)
+    .bind(&sealed)
     .bind(now)
     .execute(pool)
     .await?;

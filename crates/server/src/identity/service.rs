@@ -2,6 +2,7 @@
 //! takes the same time (the hasher verifies against a dummy hash).
 
 use super::store::{self, UserRow};
+use crate::platform::audit::{self, Entry, action};
 use crate::platform::http::auth::{Credential, Principal};
 use crate::platform::http::{AppError, AppResult};
 use crate::state::AppState;
@@ -174,6 +175,7 @@ pub async fn check_pending_passkey(
     match throttled_attempt(state, &email, Some(user), attempt, client).await? {
         SignIn::Complete { user, .. } => {
             sf_store::delete_pending(&state.db.write, &hash).await?;
+            audit_sign_in(state, &user.id, "password", Some(true)).await?;
             Ok(Some(user))
         }
         SignIn::SecondFactorRequired(_) => Ok(None),
@@ -193,7 +195,26 @@ pub(crate) async fn record_passkey_sign_in(
         client,
         state.now_ms(),
     )
-    .await
+    .await?;
+    audit_sign_in(state, user_id, "passkey", None).await
+}
+
+/// Records a completed sign-in (a session or an API token follows) in the audit log: the
+/// user id, the method (`password`, `passkey`) and, after a password, whether a second factor
+/// was proved. Not for a password proved again for step-up or a password change.
+pub(crate) async fn audit_sign_in(
+    state: &AppState,
+    user_id: &str,
+    method: &'static str,
+    second_factor: Option<bool>,
+) -> AppResult<()> {
+    let mut entry =
+        Entry::new(state.now_ms(), user_id, action::SIGN_IN, user_id).with("method", method);
+    if let Some(second_factor) = second_factor {
+        entry = entry.with("second_factor", second_factor);
+    }
+    audit::record_alone(&state.db, entry).await?;
+    Ok(())
 }
 
 /// The second step of a page sign-in: a code for the sign-in pending under `pending_id`
@@ -217,6 +238,7 @@ pub async fn check_pending_code(
     match throttled_attempt(state, &email, Some(user), Attempt::Code(code), client).await? {
         SignIn::Complete { user, .. } => {
             sf_store::delete_pending(&state.db.write, &hash).await?;
+            audit_sign_in(state, &user.id, "password", Some(true)).await?;
             Ok(Some(user))
         }
         SignIn::SecondFactorRequired(_) => Ok(None),
@@ -1110,6 +1132,13 @@ pub async fn change_password(
         &user.id,
         super::alerts::AlertKind::PasswordChanged,
         client,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        Entry::new(state.now_ms(), &user.id, action::PASSWORD_CHANGE, &user.id)
+            .with("ended_sessions", ended_sessions)
+            .with("revoked_tokens", revoked_tokens),
     )
     .await?;
     tx.commit().await?;

@@ -44,6 +44,22 @@ pub mod action {
     pub const STAFF_ROLE_DEFINE: &str = "staff.role_define";
     /// A balanced ledger transaction (money moved).
     pub const LEDGER_TRANSACTION: &str = "ledger.transaction";
+    /// A successful sign-in; details: `method` (password, passkey) and, for a password,
+    /// whether a second factor was proved.
+    pub const SIGN_IN: &str = "sign_in";
+    /// TOTP two-factor authentication turned on (enrolment confirmed) or off.
+    pub const TWO_FACTOR_ENABLE: &str = "two_factor.enable";
+    pub const TWO_FACTOR_DISABLE: &str = "two_factor.disable";
+    /// A new set of recovery codes (the old set stopped working).
+    pub const RECOVERY_CODES_REGENERATE: &str = "two_factor.recovery_codes";
+    /// A passkey registered or removed; the subject is the passkey id.
+    pub const PASSKEY_ADD: &str = "passkey.add";
+    pub const PASSKEY_REMOVE: &str = "passkey.remove";
+    /// The password changed by its owner, or reset through a mailed link.
+    pub const PASSWORD_CHANGE: &str = "password.change";
+    pub const PASSWORD_RESET: &str = "password.reset";
+    /// The account moved to a new address (neither address is recorded).
+    pub const EMAIL_CHANGE: &str = "email.change";
 
     pub const ALL: &[&str] = &[
         SHOP_DECISION,
@@ -55,6 +71,15 @@ pub mod action {
         STAFF_REMOVE,
         STAFF_ROLE_DEFINE,
         LEDGER_TRANSACTION,
+        SIGN_IN,
+        TWO_FACTOR_ENABLE,
+        TWO_FACTOR_DISABLE,
+        RECOVERY_CODES_REGENERATE,
+        PASSKEY_ADD,
+        PASSKEY_REMOVE,
+        PASSWORD_CHANGE,
+        PASSWORD_RESET,
+        EMAIL_CHANGE,
     ];
 }
 

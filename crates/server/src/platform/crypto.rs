@@ -49,6 +49,9 @@ pub struct EncryptedColumn {
     pub table: &'static str,
     pub id_column: &'static str,
     pub column: &'static str,
+    /// Whether `''` means "no value" and is stored as is, never encrypted (like NULL):
+    /// rotation, the sweep and `keys status` leave such values alone.
+    pub empty_is_none: bool,
 }
 
 impl EncryptedColumn {
@@ -57,6 +60,25 @@ impl EncryptedColumn {
             table,
             id_column,
             column,
+            empty_is_none: false,
+        }
+    }
+
+    /// A column where `''` means "not chosen" and stays `''` (see `empty_is_none`).
+    const fn empty_is_none(self) -> Self {
+        Self {
+            empty_is_none: true,
+            ..self
+        }
+    }
+
+    /// The SQL condition (on this column) of the values that hold data: not NULL, and not
+    /// `''` when that means "no value".
+    pub fn has_value_sql(&self) -> String {
+        if self.empty_is_none {
+            format!("{c} IS NOT NULL AND {c} <> ''", c = self.column)
+        } else {
+            format!("{c} IS NOT NULL", c = self.column)
         }
     }
 
@@ -92,6 +114,12 @@ pub mod columns {
     pub const ORDER_SHIP_CITY: EncryptedColumn = EncryptedColumn::new("orders", "id", "ship_city");
     pub const ORDER_SHIP_POSTAL_CODE: EncryptedColumn =
         EncryptedColumn::new("orders", "id", "ship_postal_code");
+    /// The TOTP seed (base32), one row per user.
+    pub const TOTP_SECRET: EncryptedColumn =
+        EncryptedColumn::new("totp_factors", "user_id", "secret");
+    /// The anti-phishing code shown in every mail; `''` (not chosen) stays `''`.
+    pub const USER_ANTI_PHISHING_CODE: EncryptedColumn =
+        EncryptedColumn::new("users", "id", "anti_phishing_code").empty_is_none();
 }
 
 /// Every encrypted column: rotation, the start-up sweep of pre-vault plaintext, `keys status`
@@ -104,6 +132,8 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
     columns::ORDER_SHIP_LINE2,
     columns::ORDER_SHIP_CITY,
     columns::ORDER_SHIP_POSTAL_CODE,
+    columns::TOTP_SECRET,
+    columns::USER_ANTI_PHISHING_CODE,
 ];
 
 /// What a ciphertext is bound to: it decrypts only with the same table, column and row id.

@@ -88,8 +88,9 @@ async fn count_not_prefixed(
     prefix: &str,
 ) -> Result<i64, VaultError> {
     let sql = format!(
-        "SELECT COUNT(*) FROM {t} WHERE {c} IS NOT NULL AND substr({c}, 1, {n}) <> $1",
+        "SELECT COUNT(*) FROM {t} WHERE {has} AND substr({c}, 1, {n}) <> $1",
         t = col.table,
+        has = col.has_value_sql(),
         c = col.column,
         n = prefix.len(),
     );
@@ -153,8 +154,9 @@ async fn move_batch(
     limit: usize,
 ) -> Result<Batch, VaultError> {
     let select = format!(
-        "SELECT {id}, {c} FROM {t} WHERE {id} > $1 AND {c} IS NOT NULL AND substr({c}, 1, {n}) <> $2 \
+        "SELECT {id}, {c} FROM {t} WHERE {id} > $1 AND {has} AND substr({c}, 1, {n}) <> $2 \
          ORDER BY {id} LIMIT $3",
+        has = col.has_value_sql(),
         id = col.id_column,
         c = col.column,
         t = col.table,

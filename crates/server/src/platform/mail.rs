@@ -210,19 +210,27 @@ struct HtmlLayout<'a> {
 /// Call `state.mail.wake()` after the commit. Returns the mail's id.
 pub async fn enqueue(conn: &mut AnyConnection, state: &AppState, mail: Mail) -> AppResult<String> {
     // The code is read here, not by each caller, so that no mail can leave without it.
-    let code: Option<String> = match &mail.user_id {
+    // It is a vault ciphertext bound to the user id (`''` when not chosen).
+    let stored: Option<(String, String)> = match &mail.user_id {
         Some(user_id) => {
-            sqlx::query_scalar("SELECT anti_phishing_code FROM users WHERE id = $1")
+            sqlx::query_as("SELECT id, anti_phishing_code FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&mut *conn)
                 .await?
         }
         None => {
-            sqlx::query_scalar("SELECT anti_phishing_code FROM users WHERE email = $1")
+            sqlx::query_as("SELECT id, anti_phishing_code FROM users WHERE email = $1")
                 .bind(&mail.to)
                 .fetch_optional(&mut *conn)
                 .await?
         }
+    };
+    let code: Option<String> = match stored {
+        Some((user_id, stored)) => Some(
+            crate::identity::email_store::open_anti_phishing_code(&state.vault, &user_id, &stored)
+                .await?,
+        ),
+        None => None,
     };
     let has_account = code.is_some();
     let code = code.as_deref().filter(|c| !c.is_empty());

@@ -1129,32 +1129,6 @@ async fn seller_of(app: &TestApp, admin: &Actor, shop_name: &str) -> Actor {
     seller
 }
 
-/// The reset link in the newest reset mail to `email` (waiting in the outbox: no SMTP here).
-async fn mailed_reset_token(app: &TestApp, email: &str) -> String {
-    let mut body = String::new();
-    // The reset is mailed from a spawned task (so answers take the same time either way).
-    for _ in 0..100 {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT body_text FROM outbox_mail WHERE to_address = $1 AND kind = 'password_reset' \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(email)
-        .fetch_optional(&app.state.db.read)
-        .await
-        .expect("outbox");
-        if let Some(b) = found {
-            body = b;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let start = body.find("token=").expect("a reset link") + "token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect()
-}
-
 /// Context words include the shop's name: a seller cannot change the password to one built
 /// from it, though it has nothing of their own name or email (those and "clipcart" are tested
 /// in passwords.rs).
@@ -1192,7 +1166,7 @@ async fn a_new_password_may_not_be_built_from_the_shop_name(app: TestApp) {
         StatusCode::ACCEPTED,
     )
     .await;
-    let token = mailed_reset_token(&app, &owner.email).await;
+    let token = crate::support_smtp::outbox_token(&app, &owner.email, "password_reset").await;
     let (s, v) = app
         .post(
             "/api/v1/auth/password-reset/complete",

@@ -17,22 +17,10 @@ on_both_databases!(
 
 const STEP_UP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// The token in the newest invitation mail to `email` (read from the outbox: no SMTP server is
-/// configured in these tests, so mail stays there).
+/// The token in the newest invitation mail to `email` (no SMTP server is configured in these
+/// tests, so mail stays in the outbox).
 pub async fn invitation_token(app: &TestApp, email: &str) -> String {
-    let body: String = sqlx::query_scalar(
-        "SELECT body_text FROM outbox_mail WHERE to_address = $1 AND kind = 'staff_invitation' \
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(email)
-    .fetch_one(&app.state.db.read)
-    .await
-    .expect("an invitation mail");
-    let start = body.find("token=").expect("a link with a token") + "token=".len();
-    body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect()
+    crate::support_smtp::outbox_token(app, email, "staff_invitation").await
 }
 
 async fn invite(app: &TestApp, owner: &Actor, email: &str, role: &str) -> Value {

@@ -394,3 +394,37 @@ fn quoted_printable(body: &str) -> String {
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// Without an SMTP server mail stays in the outbox: the body of the newest mail of `kind` to
+/// `to`, waiting a little for mail queued by a spawned task (password resets answer first).
+pub async fn outbox_body(app: &TestApp, to: &str, kind: &str) -> String {
+    for _ in 0..100 {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body_text FROM outbox_mail WHERE to_address = $1 AND kind = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(to)
+        .bind(kind)
+        .fetch_optional(&app.state.db.read)
+        .await
+        .expect("outbox");
+        if let Some(body) = body {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} mail to {to} in the outbox");
+}
+
+/// The link token (`…?token=XYZ`) in the newest outbox mail of `kind` to `to`.
+pub async fn outbox_token(app: &TestApp, to: &str, kind: &str) -> String {
+    let body = outbox_body(app, to, kind).await;
+    let start = body
+        .find("token=")
+        .unwrap_or_else(|| panic!("no link with a token in the {kind} mail"))
+        + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
