@@ -50,6 +50,17 @@ impl Role {
     }
 }
 
+/// A display name (already trimmed): 1 to 80 characters, no control characters.
+pub fn check_display_name(name: &str) -> Result<(), DomainError> {
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "display_name",
+            "enter a name of 1 to 80 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// An email address, trimmed and lower-cased; only its rough shape is checked here because
 /// the verification mail is what proves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +95,15 @@ impl Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_names_are_checked() {
+        assert!(check_display_name("Ann Lee").is_ok());
+        for bad in ["", "a\u{7}b"] {
+            assert!(check_display_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_display_name(&"x".repeat(81)).is_err());
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

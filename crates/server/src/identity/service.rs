@@ -51,9 +51,7 @@ pub async fn new_account(state: &AppState, input: SignUp) -> AppResult<UserRow> 
     let mut errors = clipcart_domain::error::Errors::new();
     let email = errors.check(Email::parse(&input.email));
     let name = input.display_name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-        errors.add("display_name", "enter a name of 1 to 80 characters");
-    }
+    errors.check(clipcart_domain::identity::check_display_name(&name));
     // No second factor can be enrolled before the account exists: the 15-character minimum.
     let context = clipcart_domain::identity::PasswordContext::new()
         .email(&input.email)

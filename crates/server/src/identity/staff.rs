@@ -319,9 +319,7 @@ pub async fn accept_with_new_account(
     let inv = usable_invitation(state, token).await?;
     let mut errors = clipcart_domain::error::Errors::new();
     let name = display_name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-        errors.add("display_name", "enter a name of 1 to 80 characters");
-    }
+    errors.check(clipcart_domain::identity::check_display_name(&name));
     let shop_name = store::shop_name(&state.db.read, &inv.shop_id)
         .await?
         .unwrap_or_default();
